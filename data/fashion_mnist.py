@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 import os
-import tempfile
 import urllib.error
 import urllib.request
 import zlib
@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from common.atomic import atomic_write
 
 CLASSES = (
     "T-shirt/top",
@@ -207,21 +209,6 @@ def find_data_dir(data_dir: str | os.PathLike | None = None, download: bool = Tr
 # --------------------------------------------------------------------------- downloading
 
 
-def _atomic_write(path: Path, payload: bytes) -> None:
-    """Write via a temporary file in the same folder, fsync, then rename: never a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def download_file(name: str, directory: Path, mirrors=MIRRORS, timeout: float = 30.0) -> Path:
     """Fetch `name.gz` from the first mirror that serves verified content; write it atomically."""
     errors = []
@@ -239,7 +226,7 @@ def download_file(name: str, directory: Path, mirrors=MIRRORS, timeout: float = 
             errors.append(f"{url}: checksum {got} != expected {CHECKSUMS[name]}")
             continue
         target = directory / f"{name}.gz"
-        _atomic_write(target, payload)
+        atomic_write(target, payload)
         return target
     raise DataError(f"could not download {name}: " + "; ".join(errors))
 
@@ -281,11 +268,10 @@ def load_verified(path: Path, expected_sha256: str | None, cache_dir: Path | Non
     array = parse_idx(raw, str(path))
     if npy is not None:
         try:
-            npy.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=npy.parent, suffix=".npy", delete=False) as f:
-                np.save(f, array)
-            os.replace(f.name, npy)
-            _atomic_write(meta, json.dumps(_stat_key(path)).encode())
+            buffer = io.BytesIO()
+            np.save(buffer, array)
+            atomic_write(npy, buffer.getvalue())
+            atomic_write(meta, json.dumps(_stat_key(path)).encode())
         except OSError:
             pass  # a read-only checkout only loses the speed-up
     return array

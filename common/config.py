@@ -1,0 +1,111 @@
+"""Hyperparameters and the command line both trainers share, with the reference's defaults."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict, dataclass, field
+
+from common.arch import VALID_KERNEL_SIZES
+
+FRAMEWORKS = ("torch", "flax")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run depends on; written to config.json."""
+
+    framework: str
+    epochs: int = 10
+    lr: float = 1e-3
+    batch_size: int = 64
+    kernel_size: int = 3
+    seed: int = 0
+    device: str = "auto"
+    out_dir: str = ""
+    data_dir: str | None = None
+    quiet: bool = False
+    train_size: int | None = None
+    test_size: int | None = None
+    eval_only: bool = False
+    checkpoint: str | None = None
+    init: str = "torch"
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def _kernel_size(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if value not in VALID_KERNEL_SIZES:
+        raise argparse.ArgumentTypeError(
+            f"must be odd and leave spatial extent after both conv+pool stages: one of "
+            f"{', '.join(map(str, VALID_KERNEL_SIZES))}; got {value}"
+        )
+    return value
+
+
+def build_parser(framework: str, devices_help: str) -> argparse.ArgumentParser:
+    """The shared CLI; `--help` states every default."""
+    assert framework in FRAMEWORKS
+    name = {"torch": "PyTorch reference", "flax": "JAX/Flax twin"}[framework]
+    parser = argparse.ArgumentParser(
+        prog=f"python -m {framework}_impl.train",
+        description=f"Train the Fashion-MNIST convnet ({name}) and write metrics, plots and a safetensors checkpoint.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    d = TrainConfig(framework)
+    parser.add_argument("--epochs", type=_positive_int, default=d.epochs, help="passes over the training set")
+    parser.add_argument("--lr", type=_positive_float, default=d.lr, help="Adam learning rate")
+    parser.add_argument("--batch-size", type=_positive_int, default=d.batch_size, help="samples per step")
+    parser.add_argument("--kernel-size", type=_kernel_size, default=d.kernel_size,
+                        help=f"conv kernel size, one of {VALID_KERNEL_SIZES}")
+    parser.add_argument("--seed", type=int, default=d.seed, help="seeds the initialisation and the batch order")
+    parser.add_argument("--device", default=d.device, help=devices_help)
+    parser.add_argument("--out-dir", default=f"runs/{framework}", help="where config, metrics, plots and weights go")
+    parser.add_argument("--data-dir", default=None,
+                        help="folder with the four Fashion-MNIST IDX files (default: $FASHION_MNIST_DIR, "
+                             "data/fashion-mnist/, /usr/share/datasets/fashion-mnist/, else download)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar and no per-epoch lines")
+    parser.add_argument("--train-size", type=_positive_int, default=None,
+                        help="train on the first N training samples only (quick runs); default: all 60,000")
+    parser.add_argument("--test-size", type=_positive_int, default=None,
+                        help="evaluate on the first N test samples only; default: all 10,000")
+    parser.add_argument("--eval-only", action="store_true",
+                        help="evaluate --checkpoint on the test set instead of training")
+    parser.add_argument("--checkpoint", default=None,
+                        help="a model.safetensors in torch state_dict layout (from either framework) for --eval-only")
+    return parser
+
+
+def parse_config(parser: argparse.ArgumentParser, framework: str, argv: list[str] | None = None) -> TrainConfig:
+    """Parse and cross-check flags; every error exits 2 with a one-line message in argparse's style."""
+    args = vars(parser.parse_args(argv))
+    if args["eval_only"] and not args["checkpoint"]:
+        parser.error("--eval-only needs --checkpoint PATH")
+    known = set(TrainConfig.__dataclass_fields__)
+    extra = {k: v for k, v in args.items() if k not in known}
+    return TrainConfig(framework=framework, extra=extra, **{k: v for k, v in args.items() if k in known})

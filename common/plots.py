@@ -1,0 +1,58 @@
+"""Plots both frameworks draw the same way: predictions.png, curves.png and the comparison."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display needed
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from data import CLASSES  # noqa: E402
+
+
+def plot_predictions(images: np.ndarray, predictions: np.ndarray, labels: np.ndarray, path: Path,
+                     title: str = "") -> None:
+    """The first 15 test images with predicted and true class; mistakes in red, as the original example."""
+    n = min(15, len(images))
+    fig, axes = plt.subplots(3, 5, figsize=(10, 7))
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i >= n:
+            continue
+        ax.imshow(images[i], cmap="gray_r")
+        ok = predictions[i] == labels[i]
+        ax.set_title(f"pred: {CLASSES[predictions[i]]}\ntrue: {CLASSES[labels[i]]}" + ("" if ok else "  ✗"),
+                     fontsize=9, color="black" if ok else "red")
+    wrong = int(np.sum(predictions[:n] != labels[:n]))
+    fig.suptitle(f"{title}  ({wrong} of {n} wrong, in red)".strip())
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _curves(ax_loss, ax_acc, metrics: list[dict], label: str, style: str = "-") -> None:
+    epochs = [m["epoch"] for m in metrics]
+    ax_loss.plot(epochs, [m["train_loss"] for m in metrics], style, marker="o", label=f"{label} train")
+    ax_loss.plot(epochs, [m["test_loss"] for m in metrics], style, marker="s", label=f"{label} test")
+    ax_acc.plot(epochs, [100 * m["train_accuracy"] for m in metrics], style, marker="o", label=f"{label} train")
+    ax_acc.plot(epochs, [100 * m["test_accuracy"] for m in metrics], style, marker="s", label=f"{label} test")
+
+
+def plot_curves(runs: dict[str, list[dict]], path: Path, title: str = "") -> None:
+    """Loss and accuracy per epoch; several runs (label -> metrics) are overlaid."""
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+    for (label, metrics), style in zip(runs.items(), ("-", "--", ":", "-.")):
+        _curves(ax_loss, ax_acc, metrics, label, style)
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,59 @@
+"""The files a run leaves behind: config.json, metrics.jsonl, timings.json, summary.json."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from common.atomic import atomic_write
+
+
+def write_json_atomic(path: Path, obj) -> None:
+    atomic_write(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+class RunWriter:
+    """Writes one run's files. metrics.jsonl holds only what is reproducible (no wall-clock times),
+    so two runs with the same seed give byte-identical files; timings go to timings.json."""
+
+    def __init__(self, out_dir: str | os.PathLike):
+        self.dir = Path(out_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.metrics_path = self.dir / "metrics.jsonl"
+        self.timings = {"compile_seconds": None, "epoch_seconds": []}
+
+    def write_config(self, config: dict) -> None:
+        write_json_atomic(self.dir / "config.json", config)
+
+    def start_metrics(self) -> None:
+        self.metrics_path.write_text("")
+
+    def log_epoch(self, record: dict, seconds: float) -> None:
+        with self.metrics_path.open("a") as f:
+            f.write(json.dumps(record, sort_keys=True) + "\n")
+        self.timings["epoch_seconds"].append(round(seconds, 4))
+        write_json_atomic(self.dir / "timings.json", self.timings)
+
+    def set_compile_seconds(self, seconds: float) -> None:
+        self.timings["compile_seconds"] = round(seconds, 4)
+        write_json_atomic(self.dir / "timings.json", self.timings)
+
+    def write_summary(self, summary: dict) -> None:
+        write_json_atomic(self.dir / "summary.json", summary)
+
+
+def read_run(run_dir: str | os.PathLike) -> dict:
+    """config, metrics (a list of epoch records), timings and summary of a finished run folder."""
+    run_dir = Path(run_dir)
+    missing = [n for n in ("config.json", "metrics.jsonl", "summary.json") if not (run_dir / n).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{run_dir} is not a finished run folder: missing {', '.join(missing)}")
+    timings_path = run_dir / "timings.json"
+    return {
+        "dir": str(run_dir),
+        "config": json.loads((run_dir / "config.json").read_text()),
+        "metrics": [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line],
+        "timings": json.loads(timings_path.read_text()) if timings_path.is_file() else {},
+        "summary": json.loads((run_dir / "summary.json").read_text()),
+    }

@@ -1,0 +1,135 @@
+"""The framework-neutral half of a training run: console output, run files, plots, checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from common.checkpoint import CheckpointError, save_weights
+from common.config import TrainConfig, parse_config
+from common.console import epoch_line, progress, say
+from common.plots import plot_curves, plot_predictions
+from common.run_files import RunWriter
+from data import DataError, FashionMNIST, load_fashion_mnist
+
+
+class Run:
+    """One training run's bookkeeping; the framework code only computes numbers and hands them here."""
+
+    def __init__(self, config: TrainConfig, framework: str, versions: dict[str, str], device: str):
+        self.config = config
+        self.framework = framework
+        self.device = device
+        self.writer = RunWriter(config.out_dir)
+        self.records: list[dict] = []
+        self.compile_seconds: float | None = None
+        self._epoch_start = 0.0
+        self.writer.write_config(
+            {**config.to_dict(), "versions": versions, "device": device, "python": platform.python_version(),
+             "machine": platform.machine(), "processor": platform.processor() or platform.machine()}
+        )
+        self.writer.start_metrics()
+        say(f"{framework} | " + " ".join(f"{k} {v}" for k, v in versions.items()) + f" | device {device}", config.quiet)
+
+    def describe_model(self, summary: str, num_params: int, dataset: FashionMNIST) -> None:
+        self.num_params = num_params
+        say(summary, self.config.quiet)
+        say(f"trainable parameters: {num_params:,}", self.config.quiet)
+        say(f"data: {dataset.source}; train {len(dataset.train_labels):,}, test {len(dataset.test_labels):,}",
+            self.config.quiet)
+
+    def compiled(self, seconds: float) -> None:
+        """Compile time, reported on its own line and kept out of the first epoch's time."""
+        self.compile_seconds = seconds
+        self.writer.set_compile_seconds(seconds)
+        say(f"compiled train and eval steps in {seconds:.2f} s", self.config.quiet)
+
+    def epoch_bar(self, epoch: int, batches: int):
+        self._epoch_start = time.perf_counter()
+        return progress(batches, f"epoch {epoch}/{self.config.epochs}", self.config.quiet)
+
+    def end_epoch(self, epoch: int, train_loss: float, train_correct: int, num_train: int,
+                  test_loss: float, test_correct: int, num_test: int) -> dict:
+        seconds = time.perf_counter() - self._epoch_start
+        record = {
+            "epoch": epoch,
+            "train_loss": float(train_loss),
+            "train_accuracy": train_correct / num_train,
+            "test_loss": float(test_loss),
+            "test_accuracy": test_correct / num_test,
+            "test_correct": int(test_correct),
+        }
+        self.records.append(record)
+        self.writer.log_epoch(record, seconds)
+        say(epoch_line(record, self.config.epochs, seconds), self.config.quiet)
+        return record
+
+    def finish(self, state_dict: dict[str, np.ndarray], test_images: np.ndarray, test_labels: np.ndarray,
+               predictions: np.ndarray) -> dict:
+        """Write weights, plots and summary.json; print the final accuracy."""
+        out = Path(self.config.out_dir)
+        save_weights(out / "model.safetensors", state_dict,
+                     {"framework": self.framework, "kernel_size": self.config.kernel_size,
+                      "epochs": self.config.epochs, "seed": self.config.seed})
+        title = f"{self.framework}, {len(self.records)} epochs"
+        plot_predictions(test_images, predictions, test_labels, out / "predictions.png", title)
+        plot_curves({self.framework: self.records}, out / "curves.png", title)
+        epoch_seconds = self.writer.timings["epoch_seconds"]
+        last = self.records[-1]
+        summary = {
+            "framework": self.framework,
+            "device": self.device,
+            "parameters": self.num_params,
+            "test_accuracy": last["test_accuracy"],
+            "test_correct": last["test_correct"],
+            "test_loss": last["test_loss"],
+            "epochs": len(self.records),
+            "compile_seconds": self.compile_seconds,
+            "mean_epoch_seconds": float(np.mean(epoch_seconds)),
+            "total_seconds": float(np.sum(epoch_seconds)) + (self.compile_seconds or 0.0),
+        }
+        self.writer.write_summary(summary)
+        print(f"final test accuracy: {100 * last['test_accuracy']:.2f}% ({last['test_correct']}/{len(test_labels)})"
+              f"; files in {out}/", flush=True)
+        return summary
+
+
+def load_data(parser: argparse.ArgumentParser, config: TrainConfig) -> FashionMNIST:
+    """The shared loader, its errors turned into a one-line message and exit code 1."""
+    try:
+        return load_fashion_mnist(config.data_dir).subset(config.train_size, config.test_size)
+    except DataError as e:
+        parser.exit(1, f"{parser.prog}: error: {e}\n")
+
+
+def cli(parser: argparse.ArgumentParser, framework: str, argv: list[str] | None,
+        resolve_device: Callable[[str], object],
+        train: Callable[[TrainConfig, FashionMNIST, object], dict],
+        evaluate_checkpoint: Callable[[TrainConfig, FashionMNIST, object], dict]) -> int:
+    """Parse, pick the device, load the data, then train or evaluate; user errors never show a traceback."""
+    config = parse_config(parser, framework, argv)
+    try:
+        device = resolve_device(config.device)
+    except ValueError as e:
+        parser.error(str(e))
+    dataset = load_data(parser, config)
+    try:
+        if config.eval_only:
+            evaluate_checkpoint(config, dataset, device)
+        else:
+            train(config, dataset, device)
+    except CheckpointError as e:
+        parser.exit(1, f"{parser.prog}: error: {e}\n")
+    return 0
+
+
+def report_eval(framework: str, checkpoint: str, loss: float, correct: int, total: int) -> dict:
+    """The one line --eval-only prints, and the numbers behind it."""
+    print(f"{framework}: checkpoint {checkpoint}: test loss {loss:.4f}, test accuracy {100 * correct / total:.2f}% "
+          f"({correct}/{total})", flush=True)
+    return {"test_loss": float(loss), "test_correct": int(correct), "test_accuracy": correct / total}

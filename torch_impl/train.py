@@ -1,0 +1,129 @@
+"""Train and evaluate the PyTorch reference: `python -m torch_impl.train --help`."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from common.checkpoint import load_weights
+from common.config import TrainConfig, build_parser
+from common.runner import Run, cli, report_eval
+from data import FashionMNIST, num_batches, to_float
+from data.batching import epoch_order
+from torch_impl.model import Convnet, count_parameters
+
+EVAL_BATCH_SIZE = 1000  # evaluation only: large batches, same numbers
+DEVICES_HELP = "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps"
+
+
+def resolve_device(name: str) -> torch.device:
+    """auto picks cuda, then mps, then cpu; an explicit device must exist on this machine."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"argument --device: unknown device {name!r}; use {DEVICES_HELP}") from None
+    if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
+        raise ValueError(f"argument --device: {name} is not available here (torch sees "
+                         f"{torch.cuda.device_count()} CUDA devices); use --device cpu or auto")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("argument --device: mps is not available here; use --device cpu or auto")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"argument --device: unsupported device {name!r}; use {DEVICES_HELP}")
+    return device
+
+
+def to_device(images: np.ndarray, labels: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The whole split, once: uint8 (N, 28, 28) -> float (N, 1, 28, 28) on the device, labels int64."""
+    return torch.from_numpy(to_float(images)).unsqueeze(1).to(device), torch.from_numpy(labels).to(device)
+
+
+def state_dict_numpy(model: Convnet) -> dict[str, np.ndarray]:
+    return {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+
+
+def load_state_dict_numpy(model: Convnet, weights: dict[str, np.ndarray]) -> None:
+    model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in weights.items()})
+
+
+def train_step(model, optimizer, images, labels) -> tuple[torch.Tensor, torch.Tensor]:
+    """One Adam step; returns the batch's summed loss and correct count as device tensors (no sync)."""
+    logits = model(images)
+    loss = F.cross_entropy(logits, labels)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    # Accuracy from the same forward pass as the loss: no second pass over the batch.
+    return loss.detach() * labels.shape[0], (logits.argmax(1) == labels).sum()
+
+
+@torch.no_grad()
+def evaluate(model, images, labels, batch_size: int = EVAL_BATCH_SIZE) -> tuple[float, int, np.ndarray]:
+    """Mean loss, number correct and predictions over a split, in file order."""
+    model.eval()
+    loss_sum = torch.zeros((), device=images.device)
+    predictions = []
+    for start in range(0, images.shape[0], batch_size):
+        logits = model(images[start : start + batch_size])
+        loss_sum += F.cross_entropy(logits, labels[start : start + batch_size], reduction="sum")
+        predictions.append(logits.argmax(1))
+    predictions = torch.cat(predictions)
+    correct = int((predictions == labels).sum())
+    return float(loss_sum) / images.shape[0], correct, predictions.cpu().numpy()
+
+
+def versions() -> dict[str, str]:
+    return {"torch": torch.__version__, "numpy": np.__version__}
+
+
+def train_and_evaluate(config: TrainConfig, dataset: FashionMNIST, device: torch.device) -> dict:
+    """Train for config.epochs in the shared batch order, evaluating after every epoch."""
+    torch.manual_seed(config.seed)
+    model = Convnet(config.kernel_size).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    run = Run(config, "torch", versions(), str(device))
+    run.describe_model(str(model), count_parameters(model), dataset)
+    train_x, train_y = to_device(dataset.train_images, dataset.train_labels, device)
+    test_x, test_y = to_device(dataset.test_images, dataset.test_labels, device)
+    n = train_x.shape[0]
+    for epoch in range(1, config.epochs + 1):
+        model.train()
+        order = torch.from_numpy(epoch_order(n, config.seed, epoch)).to(device)
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), dtype=torch.int64, device=device)
+        with run.epoch_bar(epoch, num_batches(n, config.batch_size)) as bar:
+            for start in range(0, n, config.batch_size):
+                idx = order[start : start + config.batch_size]
+                batch_loss, batch_correct = train_step(model, optimizer, train_x[idx], train_y[idx])
+                loss_sum += batch_loss
+                correct += batch_correct
+                bar.update()
+        test_loss, test_correct, predictions = evaluate(model, test_x, test_y)
+        run.end_epoch(epoch, float(loss_sum) / n, int(correct), n, test_loss, test_correct, len(test_y))
+    return run.finish(state_dict_numpy(model), dataset.test_images, dataset.test_labels, predictions)
+
+
+def evaluate_checkpoint(config: TrainConfig, dataset: FashionMNIST, device: torch.device) -> dict:
+    """--eval-only: test accuracy of a model.safetensors from either framework."""
+    model = Convnet(config.kernel_size).to(device)
+    load_state_dict_numpy(model, load_weights(config.checkpoint, config.kernel_size))
+    test_x, test_y = to_device(dataset.test_images, dataset.test_labels, device)
+    loss, correct, _ = evaluate(model, test_x, test_y)
+    return report_eval("torch", config.checkpoint, loss, correct, len(test_y))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser("torch", DEVICES_HELP)
+    return cli(parser, "torch", argv, resolve_device, train_and_evaluate, evaluate_checkpoint)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
