@@ -177,8 +177,9 @@ def train_and_evaluate(config: TrainConfig, dataset: FashionMNIST, device: jax.D
     state = create_train_state(config, device)
     k = steps_per_dispatch(config, device)
     run = Run(config, "flax", versions(), f"{device.platform}:{device.id} ({device.device_kind})")
-    summary = f"{Convnet.__name__}(kernel {config.kernel_size}, init {config.extra.get('init', 'torch')}): " + ", ".join(
-        f"{name} {jax.tree_util.tree_map(lambda a: tuple(a.shape), p)}" for name, p in state.params.items())
+    summary = "\n".join(
+        [f"Convnet(conv2d_kernel_size={config.kernel_size}, init={config.extra.get('init', 'torch')!r}), NHWC"]
+        + [f"  ({name}): " + ", ".join(f"{k} {tuple(a.shape)}" for k, a in p.items()) for name, p in state.params.items()])
     run.describe_model(summary, count_parameters(state.params), dataset)
     train_x, train_y = device_arrays(dataset.train_images, dataset.train_labels, device)
     test_x, test_y = device_arrays(dataset.test_images, dataset.test_labels, device, pad_to=EVAL_BATCH_SIZE)

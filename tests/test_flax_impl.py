@@ -1,0 +1,184 @@
+"""flax_impl: shapes and counts, one step, a tiny run, weight conversion, eval-only, CLI errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from common.arch import layer_shapes, param_counts, state_dict_shapes
+from common.checkpoint import save_weights
+from common.config import TrainConfig
+from flax_impl import train as flax_train
+from flax_impl.convert import flax_to_torch, torch_to_flax
+from flax_impl.model import Convnet, count_parameters, layer_outputs
+from tests.helpers import read_run_files, synthetic_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+CPU = jax.devices("cpu")[0]
+
+
+def nchw(shape):
+    """NHWC activations compared with torch's NCHW closed form."""
+    return (shape[0], shape[3], shape[1], shape[2]) if len(shape) == 4 else tuple(shape)
+
+
+@pytest.mark.parametrize("k", [1, 3, 5, 7, 9])
+def test_layer_shapes_and_parameter_count(k):
+    model = Convnet(k)
+    variables = model.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)))
+    outs = layer_outputs(model, variables, jnp.zeros((2, 28, 28, 1)))
+    assert {name: nchw(a.shape) for name, a in outs.items()} == layer_shapes(k, batch=2)
+    assert count_parameters(variables["params"]) == param_counts(k)["total"]
+
+
+def test_kernel_without_spatial_extent_is_a_clear_error():
+    with pytest.raises(ValueError, match="spatial extent"):
+        Convnet(11).init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)))
+
+
+def test_one_step_changes_every_parameter_and_lowers_loss():
+    config = TrainConfig("flax", lr=1e-3)
+    state = flax_train.create_train_state(config, CPU)
+    ds = synthetic_dataset(64, 1)
+    x, y = flax_train.device_arrays(ds.train_images, ds.train_labels, CPU)
+    batch = {"images": x, "labels": y}
+
+    def loss(params):
+        return flax_train.cross_entropy(state.apply_fn({"params": params}, x), y).mean()
+
+    loss0 = float(loss(state.params))
+    new_state, metrics = jax.jit(flax_train.train_step)(state, batch)
+    assert float(metrics["loss_sum"]) == pytest.approx(64 * loss0, rel=1e-5)
+    changed = jax.tree_util.tree_map(lambda a, b: bool(jnp.any(a != b)), state.params, new_state.params)
+    assert all(jax.tree_util.tree_leaves(changed)), changed
+    assert float(loss(new_state.params)) < loss0
+
+
+def test_conversion_round_trip_is_bitwise():
+    rng = np.random.default_rng(0)
+    sd = {name: rng.standard_normal(shape).astype(np.float32) for name, shape in state_dict_shapes(5).items()}
+    params = torch_to_flax(sd)
+    assert params["params"]["conv2"]["kernel"].shape == (5, 5, 32, 64)
+    assert params["params"]["dense1"]["kernel"].shape == (1024, 128)
+    back = flax_to_torch(params)
+    assert set(back) == set(sd)
+    for name in sd:
+        assert back[name].dtype == sd[name].dtype and back[name].tobytes() == sd[name].tobytes(), name
+
+
+def test_flax_init_params_convert_to_torch_shapes():
+    variables = Convnet(3).init(jax.random.key(1), jnp.zeros((1, 28, 28, 1)))
+    sd = flax_to_torch(jax.device_get(variables))
+    assert {k: v.shape for k, v in sd.items()} == state_dict_shapes(3)
+
+
+def test_epoch_dispatches_cover_every_sample_once_in_order():
+    order = np.random.default_rng(0).permutation(1000)
+    for k in (1, 4, 7):
+        chunks = list(flax_train.epoch_dispatches(order, 64, k))
+        np.testing.assert_array_equal(np.concatenate([c.reshape(-1) for c in chunks]), order)
+        shapes = {c.shape for c in chunks}
+        assert shapes == set(flax_train.epoch_plan(1000, 64, k))
+        assert chunks[-1].shape == (1, 1000 % 64)
+
+
+def test_train_and_evaluate_on_synthetic_data_learns(tmp_path):
+    config = TrainConfig("flax", epochs=3, out_dir=str(tmp_path), quiet=True, seed=1)
+    summary = flax_train.train_and_evaluate(config, synthetic_dataset(512, 256), CPU)
+    assert summary["test_accuracy"] > 0.5  # 10 classes: chance is 0.1
+    assert summary["compile_seconds"] > 0
+
+
+def test_scan_chunks_give_the_same_training_as_single_steps(tmp_path):
+    """The accelerator path (K steps per dispatch) is the same math as the CPU path."""
+    ds = synthetic_dataset(300, 50)
+    runs = {}
+    for k in (1, 4):
+        config = TrainConfig("flax", epochs=2, out_dir=str(tmp_path / str(k)), quiet=True,
+                             extra={"steps_per_dispatch": k})
+        flax_train.train_and_evaluate(config, ds, CPU)
+        runs[k] = read_run_files(tmp_path / str(k))
+    for a, b in zip(runs[1]["metrics"], runs[4]["metrics"]):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
+        assert a["test_correct"] == b["test_correct"]
+
+
+def run_main(tmp_path, *flags):
+    out = tmp_path / "run"
+    flax_train.main(["--epochs", "1", "--train-size", "256", "--test-size", "128", "--out-dir", str(out),
+                     "--quiet", *flags])
+    return out
+
+
+@pytest.mark.realdata
+def test_tiny_end_to_end_run_writes_every_file(real_data, tmp_path, capsys):
+    out = run_main(tmp_path)
+    files = read_run_files(out)
+    assert len(files["metrics"]) == 1
+    assert {k: v.shape for k, v in files["weights"].items()} == state_dict_shapes(3)
+    assert files["config"]["framework"] == "flax" and files["config"]["versions"]["jax"] == jax.__version__
+    assert files["timings"]["compile_seconds"] > 0
+    assert "final test accuracy" in capsys.readouterr().out
+
+
+@pytest.mark.realdata
+def test_same_seed_gives_identical_metrics(real_data, tmp_path):
+    a = run_main(tmp_path / "a", "--epochs", "2", "--seed", "7")
+    b = run_main(tmp_path / "b", "--epochs", "2", "--seed", "7")
+    assert (a / "metrics.jsonl").read_bytes() == (b / "metrics.jsonl").read_bytes()
+
+
+@pytest.mark.realdata
+def test_eval_only_reproduces_the_trained_accuracy(real_data, tmp_path, capsys):
+    out = run_main(tmp_path)
+    summary = read_run_files(out)["summary"]
+    capsys.readouterr()
+    flax_train.main(["--eval-only", "--checkpoint", str(out / "model.safetensors"), "--test-size", "128"])
+    line = capsys.readouterr().out
+    assert f"({summary['test_correct']}/128)" in line
+
+
+@pytest.mark.realdata
+def test_eval_only_refuses_a_foreign_checkpoint(real_data, tmp_path, capsys):
+    bad = tmp_path / "bad.safetensors"
+    save_weights(bad, {"conv1.weight": np.zeros((32, 1, 3, 3), np.float32)}, {})
+    with pytest.raises(SystemExit) as e:
+        flax_train.main(["--eval-only", "--checkpoint", str(bad), "--test-size", "10"])
+    assert e.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "missing tensors" in err[0] and "conv2.weight" in err[0]
+
+
+BAD_FLAGS = [
+    (["--epochs", "0"], "--epochs"),
+    (["--batch-size", "-1"], "--batch-size"),
+    (["--lr", "0"], "--lr"),
+    (["--kernel-size", "2"], "--kernel-size"),
+    (["--kernel-size", "15"], "--kernel-size"),
+    (["--device", "quantum"], "--device"),
+    (["--init", "xavier"], "--init"),
+    (["--eval-only"], "--checkpoint"),
+]
+
+
+@pytest.mark.parametrize("flags,needle", BAD_FLAGS)
+def test_cli_errors_exit_nonzero_with_one_line(flags, needle, capsys):
+    with pytest.raises(SystemExit) as e:
+        flax_train.main(flags)
+    assert e.value.code == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(err) == 1 and needle in err[0]
+
+
+def test_help_states_every_default():
+    out = subprocess.run([sys.executable, "-m", "flax_impl.train", "--help"], capture_output=True, text=True,
+                         cwd=REPO, check=True).stdout
+    for default in ("(default: 10)", "(default: 0.001)", "(default: 64)", "(default: 3)", "(default: torch)",
+                    "(default: runs/flax)"):
+        assert default in out

@@ -1,0 +1,135 @@
+"""torch_impl: the model's shapes and counts, one optimiser step, a tiny run, and the CLI's errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from common.arch import layer_shapes, param_counts, state_dict_shapes
+from common.config import TrainConfig
+from tests.helpers import read_run_files, synthetic_dataset
+from torch_impl import train as torch_train
+from torch_impl.model import Convnet, count_parameters
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("k", [1, 3, 5, 7, 9])
+def test_layer_shapes_and_parameter_count(k):
+    model = Convnet(k)
+    outs = model.layer_outputs(torch.zeros(2, 1, 28, 28))
+    assert {name: tuple(t.shape) for name, t in outs.items()} == layer_shapes(k, batch=2)
+    assert {n: tuple(p.shape) for n, p in model.state_dict().items()} == state_dict_shapes(k)
+    assert count_parameters(model) == param_counts(k)["total"]
+
+
+def test_closed_form_counts():
+    assert param_counts(3) == {"conv1": 320, "conv2": 18496, "dense1": 204928, "dense2": 1290, "total": 225034}
+    assert param_counts(5)["total"] == 832 + 51264 + (64 * 4 * 4 * 128 + 128) + 1290
+
+
+@pytest.mark.parametrize("k", [11, 13, 0])
+def test_kernel_without_spatial_extent_is_a_clear_error(k):
+    with pytest.raises(ValueError, match="spatial extent|must be >= 1"):
+        Convnet(k)
+
+
+def test_one_step_changes_every_parameter_and_lowers_loss():
+    torch.manual_seed(0)
+    model = Convnet(3)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    ds = synthetic_dataset(64, 1)
+    x, y = torch_train.to_device(ds.train_images, ds.train_labels, torch.device("cpu"))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    loss0 = F.cross_entropy(model(x), y).item()
+    loss_sum, correct = torch_train.train_step(model, optimizer, x, y)
+    assert loss_sum.item() == pytest.approx(64 * loss0, rel=1e-6)
+    assert 0 <= correct.item() <= 64
+    for name, p in model.named_parameters():
+        assert not torch.equal(before[name], p.detach()), f"{name} did not change"
+    assert F.cross_entropy(model(x), y).item() < loss0
+
+
+def run_main(tmp_path, *flags):
+    out = tmp_path / "run"
+    torch_train.main(["--epochs", "1", "--train-size", "256", "--test-size", "128", "--out-dir", str(out),
+                      "--quiet", *flags])
+    return out
+
+
+@pytest.mark.realdata
+def test_tiny_end_to_end_run_writes_every_file(real_data, tmp_path, capsys):
+    out = run_main(tmp_path)
+    files = read_run_files(out)
+    assert len(files["metrics"]) == 1 and files["metrics"][0]["epoch"] == 1
+    assert set(files["weights"]) == set(state_dict_shapes(3))
+    assert files["config"]["framework"] == "torch" and files["config"]["lr"] == 1e-3
+    assert files["config"]["versions"]["torch"] == torch.__version__
+    assert files["summary"]["parameters"] == 225034
+    assert "final test accuracy" in capsys.readouterr().out
+
+
+@pytest.mark.realdata
+def test_same_seed_gives_identical_metrics(real_data, tmp_path):
+    a = run_main(tmp_path / "a", "--epochs", "2", "--seed", "7")
+    b = run_main(tmp_path / "b", "--epochs", "2", "--seed", "7")
+    c = run_main(tmp_path / "c", "--epochs", "2", "--seed", "8")
+    assert (a / "metrics.jsonl").read_bytes() == (b / "metrics.jsonl").read_bytes()
+    assert (a / "metrics.jsonl").read_bytes() != (c / "metrics.jsonl").read_bytes()
+
+
+def test_train_and_evaluate_on_synthetic_data_learns(tmp_path):
+    config = TrainConfig("torch", epochs=3, out_dir=str(tmp_path), quiet=True, seed=1)
+    summary = torch_train.train_and_evaluate(config, synthetic_dataset(512, 256), torch.device("cpu"))
+    assert summary["test_accuracy"] > 0.5  # 10 classes: chance is 0.1
+
+
+BAD_FLAGS = [
+    (["--epochs", "0"], "--epochs"),
+    (["--batch-size", "0"], "--batch-size"),
+    (["--lr", "0"], "--lr"),
+    (["--lr", "-1e-3"], "--lr"),
+    (["--lr", "nan"], "--lr"),
+    (["--kernel-size", "4"], "--kernel-size"),
+    (["--kernel-size", "11"], "--kernel-size"),
+    (["--device", "quantum"], "--device"),
+    (["--eval-only"], "--checkpoint"),
+]
+
+
+@pytest.mark.parametrize("flags,needle", BAD_FLAGS)
+def test_cli_errors_exit_nonzero_with_one_line(flags, needle, capsys):
+    with pytest.raises(SystemExit) as e:
+        torch_train.main(flags)
+    assert e.value.code == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(err) == 1 and needle in err[0]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_unavailable_cuda_is_refused(capsys):
+    with pytest.raises(SystemExit) as e:
+        torch_train.main(["--device", "cuda"])
+    assert e.value.code == 2 and "not available" in capsys.readouterr().err
+
+
+def test_help_states_every_default():
+    out = subprocess.run([sys.executable, "-m", "torch_impl.train", "--help"], capture_output=True, text=True,
+                         cwd=REPO, check=True).stdout
+    for default in ("(default: 10)", "(default: 0.001)", "(default: 64)", "(default: 3)", "(default: 0)",
+                    "(default: auto)", "(default: runs/torch)"):
+        assert default in out
+
+
+def test_missing_data_is_one_line_without_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "torch_impl.train", "--data-dir", str(tmp_path / "nowhere")],
+                          capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert "lacks train-images-idx3-ubyte" in proc.stderr
