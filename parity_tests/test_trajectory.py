@@ -17,13 +17,19 @@ from torch_impl import train as torch_train
 pytestmark = pytest.mark.realdata
 
 STEPS = 100
-# Tolerances, from the drift measured on this CPU (torch 2.14, jax 0.10, float32): per-step losses
-# differ by at most ~2e-6 and final weights by ~3e-6 of their largest magnitude. Each framework sums
-# in its own order, so float32 rounding (relative 6e-8 per op) grows through Adam's
-# 1/sqrt(v) scaling; the bounds leave ~20x headroom over what was measured and stay far below what
-# a real bug produces (Adam eps 1e-8 -> 1e-7 moves the loss by >1e-3 within 100 steps; see notes).
-LOSS_ATOL = 5e-5
-WEIGHT_RTOL = 1e-4
+# Tolerances, from drift measured on this CPU (torch 2.14, jax 0.10, float32, init seeds 3, 4, 5).
+# Adam divides by sqrt(v) + 1e-8, so a parameter whose gradient is near 1e-8 turns float32
+# summation-order noise into update differences of ~1e-3 of a step, and max-pool near-ties route
+# gradients differently: the two trajectories separate chaotically after a few dozen steps. The
+# reference does the same to itself: torch against torch with its initial weights scaled by
+# (1 + 2^-23) drifts by up to 7e-3 in loss and 0.02 in relative weight norm over 100 steps.
+#   - first 10 steps: JAX vs torch drifted <= 1.6e-5; Adam eps 1e-7 instead of 1e-8 moves them
+#     by >= 8e-4. The bound of 1e-4 (the aim) keeps 6x headroom and catches that bug.
+#   - all 100 steps: mean drift measured <= 2.9e-3 and max <= 0.021; bounds 0.01 and 0.05.
+#   - final weights, relative L2 norm of the difference per tensor: measured <= 0.032; bound 0.1.
+EARLY_STEPS, EARLY_LOSS_ATOL = 10, 1e-4
+LOSS_MEAN_ATOL, LOSS_MAX_ATOL = 0.01, 0.05
+WEIGHT_REL_L2 = 0.1
 
 
 def torch_trajectory(model, images, labels, batches, lr=1e-3):
@@ -56,10 +62,12 @@ def test_100_adam_steps_track_each_other(real_data):
     losses_t, weights_t = torch_trajectory(torch_model, real_data.train_images, real_data.train_labels, batches)
     losses_f, weights_f = flax_trajectory(flax_params, real_data.train_images, real_data.train_labels, batches)
     loss_drift = np.abs(losses_t - losses_f)
-    weight_drift = {k: np.abs(weights_t[k] - weights_f[k]).max() / np.abs(weights_t[k]).max() for k in weights_t}
-    print(f"\nper-step loss drift: max {loss_drift.max():.3g} (step {loss_drift.argmax()}), "
-          f"mean {loss_drift.mean():.3g}; final weight drift: "
+    weight_drift = {k: float(np.linalg.norm(weights_t[k] - weights_f[k]) / np.linalg.norm(weights_t[k]))
+                    for k in weights_t}
+    print(f"\nper-step loss drift: first {EARLY_STEPS} steps max {loss_drift[:EARLY_STEPS].max():.3g}; "
+          f"all {STEPS}: max {loss_drift.max():.3g}, mean {loss_drift.mean():.3g}; final weights, relative L2: "
           + ", ".join(f"{k} {v:.3g}" for k, v in weight_drift.items()))
     assert losses_t[-1] < losses_t[0] - 0.5  # it trained
-    assert loss_drift.max() <= LOSS_ATOL
-    assert max(weight_drift.values()) <= WEIGHT_RTOL, weight_drift
+    assert loss_drift[:EARLY_STEPS].max() <= EARLY_LOSS_ATOL
+    assert loss_drift.mean() <= LOSS_MEAN_ATOL and loss_drift.max() <= LOSS_MAX_ATOL
+    assert max(weight_drift.values()) <= WEIGHT_REL_L2, weight_drift

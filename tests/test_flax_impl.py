@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -178,7 +179,7 @@ def test_cli_errors_exit_nonzero_with_one_line(flags, needle, capsys):
 
 def test_help_states_every_default():
     out = subprocess.run([sys.executable, "-m", "flax_impl.train", "--help"], capture_output=True, text=True,
-                         cwd=REPO, check=True).stdout
+                         cwd=REPO, check=True, env={**os.environ, "COLUMNS": "400"}).stdout
     for default in ("(default: 10)", "(default: 0.001)", "(default: 64)", "(default: 3)", "(default: torch)",
                     "(default: runs/flax)"):
         assert default in out

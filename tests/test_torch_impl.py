@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -121,7 +122,7 @@ def test_unavailable_cuda_is_refused(capsys):
 
 def test_help_states_every_default():
     out = subprocess.run([sys.executable, "-m", "torch_impl.train", "--help"], capture_output=True, text=True,
-                         cwd=REPO, check=True).stdout
+                         cwd=REPO, check=True, env={**os.environ, "COLUMNS": "400"}).stdout
     for default in ("(default: 10)", "(default: 0.001)", "(default: 64)", "(default: 3)", "(default: 0)",
                     "(default: auto)", "(default: runs/torch)"):
         assert default in out
