@@ -61,3 +61,39 @@ def test_same_loss_and_gradients_on_a_real_batch(real_batch):
     for name, gt in grads_t.items():
         rel = np.abs(grads_f[name] - gt).max() / np.abs(gt).max()
         assert rel <= GRAD_RTOL, f"{name}: relative gradient difference {rel:.3g}"
+
+
+def test_max_pool_routes_gradient_like_torch_on_ties():
+    """Exact ties are common (flat background gives equal activations): torch sends the whole
+    gradient to the first maximum of each window, XLA's reduce-max would split it."""
+    from flax_impl.ops import max_pool_2x2
+
+    rng = np.random.default_rng(0)
+    x = np.round(rng.random((4, 11, 11, 3)) * 2).astype(np.float32)  # values in {0, 1, 2}: many ties
+    g = rng.random((4, 5, 5, 3)).astype(np.float32)
+    y, vjp = jax.vjp(max_pool_2x2, jnp.asarray(x))
+    (dx,) = vjp(jnp.asarray(g))
+    tx = torch.tensor(x.transpose(0, 3, 1, 2), requires_grad=True)
+    ty = F.max_pool2d(tx, 2)
+    ty.backward(torch.tensor(g.transpose(0, 3, 1, 2)))
+    np.testing.assert_array_equal(to_nchw(y), ty.detach().numpy())
+    np.testing.assert_array_equal(to_nchw(dx), tx.grad.numpy())
+
+
+@pytest.mark.parametrize("channels", [1, 32])
+def test_conv_gradients_match_torch(channels):
+    from flax_impl.ops import conv2d
+
+    rng = np.random.default_rng(channels)
+    x = rng.standard_normal((8, 13, 13, channels)).astype(np.float32)
+    w = rng.standard_normal((3, 3, channels, 16)).astype(np.float32)
+    g = rng.standard_normal((8, 11, 11, 16)).astype(np.float32)
+    y, vjp = jax.vjp(conv2d, jnp.asarray(x), jnp.asarray(w))
+    dx, dw = vjp(jnp.asarray(g))
+    tx = torch.tensor(x.transpose(0, 3, 1, 2), requires_grad=True)
+    tw = torch.tensor(w.transpose(3, 2, 0, 1), requires_grad=True)
+    ty = F.conv2d(tx, tw)
+    ty.backward(torch.tensor(g.transpose(0, 3, 1, 2)))
+    for ours, theirs in ((to_nchw(y), ty.detach().numpy()), (to_nchw(dx), tx.grad.numpy()),
+                         (np.asarray(dw).transpose(3, 2, 0, 1), tw.grad.numpy())):
+        assert np.abs(ours - theirs).max() <= 1e-5 * np.abs(theirs).max()
