@@ -1,0 +1,167 @@
+"""`make bench` / `python -m benchmarks`: training throughput of every implementation, in one run.
+
+Each row runs in its own subprocess (clean peak memory), `--repeats` timings of `--steps` steps after
+a warm-up; medians are quoted and ratios are computed between rows of this same run. The model's
+training FLOPs are counted analytically (common.arch.train_flops) and compared with the machine's
+float32 matmul ceiling, measured here in both frameworks. Writes OUT.md and OUT.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+from common.arch import forward_flops, train_flops
+from common.run_files import write_json_atomic
+
+EPOCH = 60_000
+BATCH = 64
+
+
+def rows_for(accelerator: bool, with_compile: bool) -> list[tuple[str, str, list[str]]]:
+    """(label, row name, extra flags) in table order."""
+    rows = [
+        ("original example (torchvision + DataLoader + 2nd forward)", "torch-original", []),
+        ("torch_impl", "torch", []),
+        ("torch_impl, channels_last", "torch-channels-last", []),
+    ]
+    if with_compile or accelerator:
+        rows.append(("torch_impl + torch.compile", "torch-compile", []))
+    if accelerator:
+        rows.append(("torch_impl + torch.compile (CUDA graphs)", "torch-compile-cudagraphs", []))
+    rows += [
+        ("naive Flax port (nn.Conv, nn.max_pool)", "flax-naive", []),
+        ("flax_impl, 1 step per dispatch", "flax", ["--k", "1"]),
+        ("flax_impl, scan of 16 steps per dispatch", "flax", ["--k", "16"]),
+    ]
+    if accelerator:
+        rows.append(("flax_impl, scan of 128 steps per dispatch", "flax", ["--k", "128"]))
+    return rows
+
+
+def run_row(name: str, flags: list[str], args) -> dict:
+    cmd = [sys.executable, "-m", "benchmarks.rows", name, "--device", args.device, "--steps", str(args.steps),
+           "--warmup", str(args.warmup), "--repeats", str(args.repeats), *flags]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        return {"row": name, "error": (proc.stderr.strip().splitlines() or ["failed"])[-1]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def detect_accelerator(device: str) -> bool:
+    if device == "cpu":
+        return False
+    code = "import torch; print(torch.cuda.is_available())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip()
+    return out == "True"
+
+
+def versions() -> dict:
+    code = ("import json, torch, jax, flax, optax, numpy; print(json.dumps({'torch': torch.__version__, "
+            "'jax': jax.__version__, 'flax': flax.__version__, 'optax': optax.__version__, "
+            "'numpy': numpy.__version__, 'jax_backend': jax.default_backend()}))")
+    return json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout)
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import os
+
+    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
+    parser.add_argument("--steps", type=int, default=128, help="timed steps per repeat (default: %(default)s)")
+    parser.add_argument("--warmup", type=int, default=32, help="untimed steps first (default: %(default)s)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed repeats; medians quoted (default: %(default)s)")
+    parser.add_argument("--with-compile", action="store_true", help="add torch.compile rows on CPU too")
+    parser.add_argument("--out", default="runs/bench/bench", help="output path without suffix (default: %(default)s)")
+    args = parser.parse_args(argv)
+
+    accelerator = detect_accelerator(args.device)
+    flops_step = train_flops(3) * BATCH
+    print(f"machine: {machine()}", flush=True)
+    print(f"training FLOPs at k = 3: forward {forward_flops(3) / 1e6:.2f} MFLOP/sample, forward+backward "
+          f"{train_flops(3) / 1e6:.2f} MFLOP/sample ({flops_step / 1e9:.3f} GFLOP per batch of {BATCH})", flush=True)
+    ceilings = {fw: run_row(f"ceiling-{fw}", [], args) for fw in ("torch", "flax")}
+    ceiling = max(c.get("gflops", 0.0) for c in ceilings.values())
+    print("float32 matmul ceiling: " + ", ".join(f"{fw} {c.get('gflops', float('nan')):.0f} GFLOP/s"
+                                                 for fw, c in ceilings.items()), flush=True)
+    results = []
+    for label, name, flags in rows_for(accelerator, args.with_compile):
+        r = run_row(name, flags, args)
+        r["label"] = label
+        if "error" not in r:
+            r["median_seconds_per_step"] = statistics.median(r["seconds_per_step"])
+            r["samples_per_second"] = BATCH / r["median_seconds_per_step"]
+            r["epoch_seconds"] = EPOCH / r["samples_per_second"]
+            r["gflops"] = flops_step / r["median_seconds_per_step"] / 1e9
+            r["fraction_of_ceiling"] = r["gflops"] / ceiling if ceiling else None
+            print(f"  {label}: {r['samples_per_second']:.0f} samples/s, {r['epoch_seconds']:.1f} s/epoch", flush=True)
+        else:
+            print(f"  {label}: failed: {r['error']}", flush=True)
+        results.append(r)
+
+    def find(label_prefix):
+        return next((r for r in results if r["label"].startswith(label_prefix) and "error" not in r), None)
+
+    torch_row, original_row = find("torch_impl"), find("original example")
+    for r in results:
+        if "error" in r:
+            continue
+        r["vs_torch_impl"] = r["samples_per_second"] / torch_row["samples_per_second"] if torch_row else None
+        r["vs_original"] = r["samples_per_second"] / original_row["samples_per_second"] if original_row else None
+
+    def fmt(x, spec):
+        return "n/a" if x is None else format(x, spec)
+
+    lines = [
+        f"Machine: {machine()}; " + ", ".join(f"{k} {v}" for k, v in versions().items()),
+        f"Steps at batch {BATCH}: {args.warmup} warm-up, then {args.repeats} x {args.steps} timed (median); "
+        f"s/epoch = 60,000 / (samples/s). Training FLOPs {train_flops(3) / 1e6:.2f} MFLOP/sample; float32 matmul "
+        f"ceiling {ceiling:.0f} GFLOP/s (best of torch and JAX).",
+        "",
+        "| implementation | samples/s | s/epoch | first step (compile) s | peak MiB (RSS / device) | GFLOP/s "
+        "| % of ceiling | vs torch_impl | vs original |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        if "error" in r:
+            lines.append(f"| {r['label']} | failed: {r['error']} | | | | | | | |")
+            continue
+        mem = f"{r['peak_rss_mib']:.0f}" + (f" / {r['peak_device_mib']:.0f}" if r.get("peak_device_mib") else "")
+        lines.append(
+            f"| {r['label']} | {r['samples_per_second']:.0f} | {r['epoch_seconds']:.1f} | {r['first_step_seconds']:.2f} "
+            f"| {mem} | {r['gflops']:.1f} | {fmt(100 * r['fraction_of_ceiling'] if r['fraction_of_ceiling'] else None, '.0f')}% "
+            f"| {fmt(r['vs_torch_impl'], '.2f')}x | {fmt(r['vs_original'], '.2f')}x |"
+        )
+    table = "\n".join(lines) + "\n"
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".md").write_text(table)
+    write_json_atomic(out.with_suffix(".json"), {"machine": machine(), "versions": versions(), "ceilings": ceilings,
+                                                 "ceiling_gflops": ceiling, "flops_per_step": flops_step,
+                                                 "rows": results, "args": vars(args)})
+    print()
+    print(table)
+    print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.json')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

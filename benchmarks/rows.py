@@ -1,0 +1,258 @@
+"""One benchmark row per subprocess: `python -m benchmarks.rows NAME --steps N --repeats R`.
+
+Each row prints one JSON object: median seconds per step (after warm-up), the warm-up/compile
+time, and peak memory. Run in a subprocess each, so peak memory and threads are the row's own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+
+import numpy as np
+
+from data import load_fashion_mnist, train_batches
+
+BATCH = 64
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def time_steps(run_step, batches, warmup: int, steps: int, repeats: int, sync):
+    """First call (compile/warm-up) timed alone, then `repeats` timings of `steps` steps; median s/step."""
+    it = iter(batches)
+    start = time.perf_counter()
+    run_step(next(it))
+    sync()
+    first = time.perf_counter() - start
+    for _ in range(warmup - 1):
+        run_step(next(it))
+    sync()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(steps):
+            run_step(next(it))
+        sync()
+        times.append((time.perf_counter() - start) / steps)
+    return first, times
+
+
+def endless_batches(n: int, seed: int = 0):
+    epoch = 1
+    while True:
+        for idx in train_batches(n, BATCH, seed, epoch):
+            if len(idx) == BATCH:  # the benchmark measures full batches only
+                yield idx
+        epoch += 1
+
+
+# ------------------------------------------------------------------------------------------ torch rows
+
+
+def torch_rows(name: str, device_name: str, args):
+    import torch
+
+    from torch_impl import train as torch_train
+    from torch_impl.model import Convnet
+
+    device = torch_train.resolve_device(device_name)
+    sync = (lambda: torch.cuda.synchronize()) if device.type == "cuda" else (lambda: None)
+    torch.manual_seed(0)
+    model = Convnet(3).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    if name == "torch-original":
+        # The original example: torchvision dataset + ToTensor, a shuffling DataLoader, and a second
+        # forward pass per batch for the accuracy.
+        import torchvision
+        from torchvision.transforms import ToTensor
+
+        from benchmarks.original import torchvision_root
+
+        dataset = torchvision.datasets.FashionMNIST(torchvision_root(), train=True, download=False,
+                                                    transform=ToTensor())
+        loader = torch.utils.data.DataLoader(dataset, batch_size=BATCH, shuffle=True)
+
+        def loader_batches():
+            while True:
+                for x, y in loader:
+                    if len(y) == BATCH:
+                        yield x, y
+
+        loss_fn = torch.nn.CrossEntropyLoss()
+
+        def run_step(batch):
+            x, y = batch[0].to(device), batch[1].to(device)
+            optimizer.zero_grad()
+            loss = loss_fn(model(x), y)
+            loss.backward()
+            optimizer.step()
+            (model(x).argmax(1) == y).type(torch.float).sum().item()  # the original's second pass
+
+        return time_steps(run_step, loader_batches(), args.warmup, args.steps, args.repeats, sync), device
+
+    ds = load_fashion_mnist()
+    x_all, y_all = torch_train.to_device(ds.train_images, ds.train_labels, device)
+    step = torch_train.train_step
+    if name == "torch-channels-last":
+        model = model.to(memory_format=torch.channels_last)
+        x_all = x_all.contiguous(memory_format=torch.channels_last)
+    if name == "torch-compile":
+        step = torch.compile(torch_train.train_step)
+    if name == "torch-compile-cudagraphs":
+        step = torch.compile(torch_train.train_step, mode="reduce-overhead")
+    totals = [torch.zeros((), device=device)]
+
+    def run_step(idx):
+        idx_t = torch.from_numpy(idx).to(device, non_blocking=True)
+        loss_sum, _ = step(model, optimizer, x_all[idx_t], y_all[idx_t])
+        totals[0] += loss_sum
+
+    return time_steps(run_step, endless_batches(len(ds.train_labels)), args.warmup, args.steps, args.repeats,
+                      sync), device
+
+
+def torch_memory(device) -> float | None:
+    import torch
+
+    return torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+
+
+# ------------------------------------------------------------------------------------------ flax rows
+
+
+def flax_rows(name: str, device_name: str, args):
+    import jax
+
+    from common.config import TrainConfig
+    from flax_impl import train as flax_train
+
+    device = flax_train.resolve_device(device_name)
+    ds = load_fashion_mnist()
+    x_all, y_all = flax_train.device_arrays(ds.train_images, ds.train_labels, device)
+    if name == "flax-naive":
+        state, k = naive_flax(device), 1
+    else:
+        state = flax_train.create_train_state(TrainConfig("flax"), device)
+        k = args.k or flax_train.STEPS_PER_DISPATCH.get(device.platform, 1)
+    holder = {"state": state, "totals": flax_train.zero_totals(device)}
+
+    def run_step(idx):  # idx (k, 64): k steps in one dispatch
+        holder["state"], holder["totals"] = flax_train.train_steps(holder["state"], holder["totals"], x_all, y_all, idx)
+
+    def grouped():
+        batches = endless_batches(len(ds.train_labels))
+        while True:
+            yield np.stack([next(batches) for _ in range(k)]).astype(np.int32)
+
+    first, times = time_steps(run_step, grouped(), max(1, args.warmup // k), max(1, args.steps // k), args.repeats,
+                              lambda: jax.block_until_ready(holder["totals"]))
+    return (first, [t / k for t in times]), device
+
+
+def naive_flax(device):
+    """A straight port: flax.linen.Conv and nn.max_pool, whose XLA:CPU gradients are slow."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+    from flax import linen as nn
+    from flax.training.train_state import TrainState
+
+    class NaiveConvnet(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            x = nn.max_pool(nn.relu(nn.Conv(32, (3, 3), padding="VALID")(x)), (2, 2), (2, 2))
+            x = nn.max_pool(nn.relu(nn.Conv(64, (3, 3), padding="VALID")(x)), (2, 2), (2, 2))
+            x = jnp.transpose(x, (0, 3, 1, 2)).reshape(x.shape[0], -1)
+            return nn.Dense(10)(nn.relu(nn.Dense(128)(x)))
+
+    model = NaiveConvnet()
+    with jax.default_device(device):
+        params = model.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)))["params"]
+        return TrainState.create(apply_fn=model.apply, params=params, tx=optax.adam(1e-3))
+
+
+def flax_memory(device) -> float | None:
+    stats = device.memory_stats() if hasattr(device, "memory_stats") else None
+    return stats["peak_bytes_in_use"] / 2**20 if stats and "peak_bytes_in_use" in stats else None
+
+
+# ------------------------------------------------------------------------------------------ ceiling
+
+
+def matmul_ceiling(framework: str, device_name: str, size: int, repeats: int) -> float:
+    """float32 GFLOP/s of a large square matmul: the machine's practical ceiling."""
+    flops = 2 * size**3
+    if framework == "torch":
+        import torch
+
+        from torch_impl.train import resolve_device
+
+        device = resolve_device(device_name)
+        a = torch.rand(size, size, device=device)
+        b = torch.rand(size, size, device=device)
+        sync = (lambda: torch.cuda.synchronize()) if device.type == "cuda" else (lambda: None)
+        mm = torch.mm
+    else:
+        import jax
+
+        from flax_impl.train import resolve_device
+
+        device = resolve_device(device_name)
+        a = jax.device_put(np.random.rand(size, size).astype(np.float32), device)
+        b = jax.device_put(np.random.rand(size, size).astype(np.float32), device)
+        mm = jax.jit(lambda x, y: jax.lax.dot(x, y, precision="highest"))
+        sync = None
+    times = []
+    for _ in range(repeats + 1):
+        start = time.perf_counter()
+        c = mm(a, b)
+        if sync:
+            sync()
+        else:
+            c.block_until_ready()
+        times.append(time.perf_counter() - start)
+    return flops / float(np.median(times[1:])) / 1e9
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.rows")
+    parser.add_argument("row")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--k", type=int, default=0, help="flax: steps per dispatch (0 = per backend)")
+    parser.add_argument("--size", type=int, default=2048, help="ceiling: matmul size")
+    args = parser.parse_args(argv)
+    if args.row.startswith("ceiling-"):
+        gflops = matmul_ceiling(args.row.removeprefix("ceiling-"), args.device, args.size, args.repeats)
+        print(json.dumps({"row": args.row, "gflops": gflops}))
+        return 0
+    if args.row.startswith("torch"):
+        (first, times), device = torch_rows(args.row, args.device, args)
+        memory = torch_memory(device)
+        device_str = str(device)
+    else:
+        (first, times), device = flax_rows(args.row, args.device, args)
+        memory = flax_memory(device)
+        device_str = f"{device.platform}:{device.id} ({device.device_kind})"
+    print(json.dumps({
+        "row": args.row,
+        "device": device_str,
+        "first_step_seconds": first,
+        "seconds_per_step": times,
+        "peak_device_mib": memory,
+        "peak_rss_mib": peak_rss_mib(),
+    }))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
