@@ -18,8 +18,8 @@ test: install
 	$(PY) -m pytest
 
 train: install
-	$(PY) -m torch_impl.train --out-dir runs/torch
-	$(PY) -m flax_impl.train --out-dir runs/flax
+	$(PY) -m torch_impl.train --out-dir runs/torch --overwrite
+	$(PY) -m flax_impl.train --out-dir runs/flax --overwrite
 	$(PY) -m common.compare runs/torch runs/flax --out runs/comparison
 
 bench: install

@@ -28,7 +28,8 @@ class TrainConfig:
     test_size: int | None = None
     eval_only: bool = False
     checkpoint: str | None = None
-    init: str = "torch"
+    resume: bool = False
+    overwrite: bool = False
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -94,6 +95,10 @@ def build_parser(framework: str, devices_help: str) -> argparse.ArgumentParser:
                         help="train on the first N training samples only (quick runs); default: all 60,000")
     parser.add_argument("--test-size", type=_positive_int, default=None,
                         help="evaluate on the first N test samples only; default: all 10,000")
+    restart = parser.add_mutually_exclusive_group()
+    restart.add_argument("--resume", action="store_true",
+                         help="continue the run in --out-dir from its last complete epoch (same hyperparameters)")
+    restart.add_argument("--overwrite", action="store_true", help="replace a finished or unfinished run in --out-dir")
     parser.add_argument("--eval-only", action="store_true",
                         help="evaluate --checkpoint on the test set instead of training")
     parser.add_argument("--checkpoint", default=None,

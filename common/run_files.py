@@ -29,6 +29,12 @@ class RunWriter:
     def start_metrics(self) -> None:
         self.metrics_path.write_text("")
 
+    def restore(self, records: list[dict], timings: dict) -> None:
+        """Take over a resumed run's epochs: metrics.jsonl exactly as the interrupted run wrote it."""
+        self.metrics_path.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+        self.timings = {"compile_seconds": None, "epoch_seconds": list(timings.get("epoch_seconds", []))}
+        write_json_atomic(self.dir / "timings.json", self.timings)
+
     def log_epoch(self, record: dict, seconds: float) -> None:
         with self.metrics_path.open("a") as f:
             f.write(json.dumps(record, sort_keys=True) + "\n")

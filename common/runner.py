@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,8 +15,16 @@ from common.checkpoint import CheckpointError, save_weights
 from common.config import TrainConfig, parse_config
 from common.console import epoch_line, progress, say
 from common.plots import plot_curves, plot_predictions
+from common.resume import (CHECKPOINT, OutDirError, TrainingCheckpoint, load_training_checkpoint, peek,
+                           prepare_out_dir, save_training_checkpoint)
 from common.run_files import RunWriter
 from data import DataError, FashionMNIST, load_fashion_mnist
+
+NONFINITE_CHECK_EVERY = 100  # steps between host checks for a non-finite loss (one sync each)
+
+
+class NonFiniteLoss(Exception):
+    """Training diverged; the message says where and what to try."""
 
 
 class Run:
@@ -34,6 +43,8 @@ class Run:
              "machine": platform.machine(), "processor": platform.processor() or platform.machine()}
         )
         self.writer.start_metrics()
+        self.checkpoint_path = Path(config.out_dir) / CHECKPOINT
+        self.checkpoint_epoch = 0
         say(f"{framework} | " + " ".join(f"{k} {v}" for k, v in versions.items()) + f" | device {device}", config.quiet)
 
     def describe_model(self, summary: str, num_params: int, dataset: FashionMNIST) -> None:
@@ -42,6 +53,35 @@ class Run:
         say(f"trainable parameters: {num_params:,}", self.config.quiet)
         say(f"data: {dataset.source}; train {len(dataset.train_labels):,}, test {len(dataset.test_labels):,}",
             self.config.quiet)
+
+    def load_resume_checkpoint(self) -> TrainingCheckpoint | None:
+        """With --resume: the last complete epoch's state, whose metrics and timings this run takes over."""
+        if not self.config.resume:
+            return None
+        ckpt = load_training_checkpoint(self.checkpoint_path, self.config)
+        self.records = list(ckpt.metrics)
+        self.writer.restore(self.records, ckpt.timings)
+        self.checkpoint_epoch = ckpt.epoch
+        say(f"resuming from {self.checkpoint_path}: epoch {ckpt.epoch} of {self.config.epochs} done", self.config.quiet)
+        return ckpt
+
+    def save_checkpoint(self, epoch: int, adam_step: int, weights: dict, exp_avg: dict, exp_avg_sq: dict) -> None:
+        """The end-of-epoch training checkpoint (atomic), from which --resume continues."""
+        save_training_checkpoint(self.config.out_dir, self.config, epoch, adam_step, weights, exp_avg, exp_avg_sq,
+                                 self.records, self.writer.timings)
+        self.checkpoint_epoch = epoch
+
+    def check_finite(self, first_bad_step: int, epoch: int, steps_per_epoch: int) -> None:
+        """first_bad_step: 0-based index within the epoch of the first non-finite loss, or -1."""
+        if first_bad_step < 0:
+            return
+        kept = (f"the last good checkpoint, {self.checkpoint_path} (epoch {self.checkpoint_epoch}), is kept"
+                if self.checkpoint_epoch else "no epoch had finished, so no checkpoint was written")
+        raise NonFiniteLoss(
+            f"the training loss became non-finite at epoch {epoch}, step {first_bad_step + 1} of {steps_per_epoch}; "
+            f"training stopped and no weights of this epoch were written; {kept}; the learning rate is probably "
+            f"too high: try a lower --lr (now {self.config.lr:g}, e.g. {self.config.lr / 10:g})"
+        )
 
     def compiled(self, seconds: float) -> None:
         """Compile time, reported on its own line and kept out of the first epoch's time."""
@@ -99,12 +139,23 @@ class Run:
         return summary
 
 
-def load_data(parser: argparse.ArgumentParser, config: TrainConfig) -> FashionMNIST:
-    """The shared loader, its errors turned into a one-line message and exit code 1."""
-    try:
-        return load_fashion_mnist(config.data_dir).subset(config.train_size, config.test_size)
-    except DataError as e:
-        parser.exit(1, f"{parser.prog}: error: {e}\n")
+def load_data(config: TrainConfig) -> FashionMNIST:
+    return load_fashion_mnist(config.data_dir).subset(config.train_size, config.test_size)
+
+
+def resume_command(prog: str, argv: list[str]) -> str:
+    """The command that continues an interrupted run: the same flags, plus --resume."""
+    args = [a for a in argv if a not in ("--overwrite", "--resume")]
+    return " ".join([prog, *args, "--resume"])
+
+
+def interrupted_message(prog: str, config: TrainConfig, argv: list[str]) -> str:
+    ckpt = Path(config.out_dir) / CHECKPOINT
+    meta = peek(ckpt)
+    if meta is None:
+        return f"interrupted before the first epoch finished: no checkpoint in {config.out_dir}; start again with: {prog} {' '.join(argv)}"
+    return (f"interrupted; the last checkpoint is {ckpt} (epoch {meta['epoch']} of {config.epochs} done); "
+            f"resume with: {resume_command(prog, argv)}")
 
 
 def cli(parser: argparse.ArgumentParser, framework: str, argv: list[str] | None,
@@ -112,19 +163,24 @@ def cli(parser: argparse.ArgumentParser, framework: str, argv: list[str] | None,
         train: Callable[[TrainConfig, FashionMNIST, object], dict],
         evaluate_checkpoint: Callable[[TrainConfig, FashionMNIST, object], dict]) -> int:
     """Parse, pick the device, load the data, then train or evaluate; user errors never show a traceback."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     config = parse_config(parser, framework, argv)
     try:
         device = resolve_device(config.device)
     except ValueError as e:
         parser.error(str(e))
-    dataset = load_data(parser, config)
     try:
+        if not config.eval_only:
+            prepare_out_dir(config, overwrite=config.overwrite, resume=config.resume)
+        dataset = load_data(config)
         if config.eval_only:
             evaluate_checkpoint(config, dataset, device)
         else:
             train(config, dataset, device)
-    except CheckpointError as e:
+    except (CheckpointError, OutDirError, DataError, NonFiniteLoss) as e:
         parser.exit(1, f"{parser.prog}: error: {e}\n")
+    except KeyboardInterrupt:
+        parser.exit(130, f"\n{parser.prog}: {interrupted_message(parser.prog, config, argv)}\n")
     return 0
 
 

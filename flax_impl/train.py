@@ -15,7 +15,7 @@ from flax.training.train_state import TrainState
 
 from common.checkpoint import load_weights
 from common.config import TrainConfig, build_parser
-from common.runner import Run, cli, report_eval
+from common.runner import NONFINITE_CHECK_EVERY, Run, cli, report_eval
 from data import FashionMNIST, num_batches, to_float
 from data.batching import epoch_order
 from flax_impl.convert import flax_to_torch, torch_to_flax
@@ -93,8 +93,13 @@ def train_steps(state: TrainState, totals: dict, images: jax.Array, labels: jax.
 
     def body(carry, batch_idx):
         state, totals = carry
+        step = state.step
         state, metrics = train_step(state, {"images": images[batch_idx], "labels": labels[batch_idx]})
-        return (state, jax.tree_util.tree_map(jnp.add, totals, metrics)), None
+        bad = (totals["first_bad"] < 0) & ~jnp.isfinite(metrics["loss_sum"])
+        totals = {"loss_sum": totals["loss_sum"] + metrics["loss_sum"],
+                  "correct": totals["correct"] + metrics["correct"],
+                  "first_bad": jnp.where(bad, step, totals["first_bad"])}
+        return (state, totals), None
 
     if idx.shape[0] == 1:  # no loop at all: XLA:CPU runs a bare step fastest
         return body((state, totals), idx[0])[0]
@@ -113,7 +118,9 @@ def device_arrays(images: np.ndarray, labels: np.ndarray, device: jax.Device, pa
 
 
 def zero_totals(device: jax.Device) -> dict:
-    return jax.device_put({"loss_sum": jnp.zeros((), jnp.float32), "correct": jnp.zeros((), jnp.int32)}, device)
+    """Per-epoch sums on the device; first_bad is the global step of the first non-finite loss, or -1."""
+    return jax.device_put({"loss_sum": jnp.zeros((), jnp.float32), "correct": jnp.zeros((), jnp.int32),
+                           "first_bad": jnp.full((), -1, jnp.int32)}, device)
 
 
 def epoch_plan(n: int, batch_size: int, k: int) -> list[tuple[int, int]]:
@@ -172,8 +179,27 @@ def steps_per_dispatch(config: TrainConfig, device: jax.Device) -> int:
     return config.extra.get("steps_per_dispatch") or STEPS_PER_DISPATCH.get(device.platform, 1)
 
 
+def adam_state_numpy(state: TrainState) -> tuple[int, dict, dict]:
+    """Adam's step count and moment estimates in torch's layout and names, as NumPy."""
+    adam = state.opt_state[0]
+    return (int(adam.count), flax_to_torch(jax.device_get({"params": adam.mu})),
+            flax_to_torch(jax.device_get({"params": adam.nu})))
+
+
+def restore(state: TrainState, ckpt, device: jax.Device) -> TrainState:
+    """Weights and Adam state from a training checkpoint (torch layout), bit for bit."""
+    def put(tree):
+        return jax.device_put(torch_to_flax(tree)["params"], device)
+
+    def count():  # a buffer each: state.step and Adam's count are donated separately
+        return jax.device_put(np.asarray(ckpt.adam_step, np.int32), device)
+
+    adam = state.opt_state[0]._replace(count=count(), mu=put(ckpt.exp_avg), nu=put(ckpt.exp_avg_sq))
+    return state.replace(step=count(), params=put(ckpt.weights), opt_state=(adam, *state.opt_state[1:]))
+
+
 def train_and_evaluate(config: TrainConfig, dataset: FashionMNIST, device: jax.Device) -> dict:
-    """Train for config.epochs in the shared batch order, evaluating after every epoch."""
+    """Train for config.epochs in the shared batch order, evaluating and checkpointing after every epoch."""
     state = create_train_state(config, device)
     k = steps_per_dispatch(config, device)
     run = Run(config, "flax", versions(), f"{device.platform}:{device.id} ({device.device_kind})")
@@ -181,23 +207,45 @@ def train_and_evaluate(config: TrainConfig, dataset: FashionMNIST, device: jax.D
         [f"Convnet(conv2d_kernel_size={config.kernel_size}, init={config.extra.get('init', 'torch')!r}), NHWC"]
         + [f"  ({name}): " + ", ".join(f"{k} {tuple(a.shape)}" for k, a in p.items()) for name, p in state.params.items()])
     run.describe_model(summary, count_parameters(state.params), dataset)
+    ckpt = run.load_resume_checkpoint()
+    if ckpt is not None:
+        state = restore(state, ckpt, device)
     train_x, train_y = device_arrays(dataset.train_images, dataset.train_labels, device)
     test_x, test_y = device_arrays(dataset.test_images, dataset.test_labels, device, pad_to=EVAL_BATCH_SIZE)
     n, num_test = len(dataset.train_labels), len(dataset.test_labels)
+    steps = num_batches(n, config.batch_size)
     start = time.perf_counter()
     compiled = compile_all(state, train_x, train_y, test_x, test_y, n, config.batch_size, k, device)
     run.compiled(time.perf_counter() - start)
-    for epoch in range(1, config.epochs + 1):
+    check_every = max(1, NONFINITE_CHECK_EVERY // k)
+    predictions = None
+    for epoch in range(1 if ckpt is None else ckpt.epoch + 1, config.epochs + 1):
         totals = zero_totals(device)
-        with run.epoch_bar(epoch, num_batches(n, config.batch_size)) as bar:
-            for idx in epoch_dispatches(epoch_order(n, config.seed, epoch).astype(np.int32), config.batch_size, k):
+        first_step = int(state.step)
+        with run.epoch_bar(epoch, steps) as bar:
+            order = epoch_order(n, config.seed, epoch).astype(np.int32)
+            for i, idx in enumerate(epoch_dispatches(order, config.batch_size, k), start=1):
                 state, totals = compiled[idx.shape](state, totals, train_x, train_y, idx)
+                if i % check_every == 0:
+                    run.check_finite(bad_step(totals, first_step), epoch, steps)
                 bar.update(idx.shape[0])
+        run.check_finite(bad_step(totals, first_step), epoch, steps)
         test_loss, test_correct, predictions = evaluate(compiled["eval"], state, test_x, test_y, num_test)
         run.end_epoch(epoch, float(totals["loss_sum"]) / n, int(totals["correct"]), n,
                       test_loss, test_correct, num_test)
+        adam_step, exp_avg, exp_avg_sq = adam_state_numpy(state)
+        weights = flax_to_torch(jax.device_get({"params": state.params}))
+        run.save_checkpoint(epoch, adam_step, weights, exp_avg, exp_avg_sq)
+    if predictions is None:  # resumed after the last epoch's checkpoint: nothing left to train
+        _, _, predictions = evaluate(compiled["eval"], state, test_x, test_y, num_test)
     weights = flax_to_torch(jax.device_get({"params": state.params}))
     return run.finish(weights, dataset.test_images, dataset.test_labels, predictions)
+
+
+def bad_step(totals: dict, first_step: int) -> int:
+    """The epoch-relative index of the first non-finite loss, or -1 (one host sync)."""
+    first_bad = int(totals["first_bad"])
+    return -1 if first_bad < 0 else first_bad - first_step
 
 
 def evaluate_checkpoint(config: TrainConfig, dataset: FashionMNIST, device: jax.Device) -> dict:

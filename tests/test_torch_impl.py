@@ -129,7 +129,8 @@ def test_help_states_every_default():
 
 
 def test_missing_data_is_one_line_without_traceback(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "torch_impl.train", "--data-dir", str(tmp_path / "nowhere")],
+    proc = subprocess.run([sys.executable, "-m", "torch_impl.train", "--data-dir", str(tmp_path / "nowhere"),
+                           "--out-dir", str(tmp_path / "run")],
                           capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

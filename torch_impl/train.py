@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from common.checkpoint import load_weights
 from common.config import TrainConfig, build_parser
-from common.runner import Run, cli, report_eval
+from common.runner import NONFINITE_CHECK_EVERY, Run, cli, report_eval
 from data import FashionMNIST, num_batches, to_float
 from data.batching import epoch_order
 from torch_impl.model import Convnet, count_parameters
@@ -84,30 +84,67 @@ def versions() -> dict[str, str]:
     return {"torch": torch.__version__, "numpy": np.__version__}
 
 
+def adam_state_numpy(model: Convnet, optimizer: torch.optim.Adam) -> tuple[int, dict, dict]:
+    """Adam's step count and moment estimates, by parameter name, as NumPy."""
+    exp_avg, exp_avg_sq, step = {}, {}, 0
+    for name, p in model.named_parameters():
+        state = optimizer.state[p]
+        exp_avg[name] = state["exp_avg"].detach().cpu().numpy()
+        exp_avg_sq[name] = state["exp_avg_sq"].detach().cpu().numpy()
+        step = int(state["step"])
+    return step, exp_avg, exp_avg_sq
+
+
+def restore(model: Convnet, optimizer: torch.optim.Adam, ckpt) -> None:
+    """Weights and Adam state from a training checkpoint, bit for bit."""
+    load_state_dict_numpy(model, ckpt.weights)
+    saved = optimizer.state_dict()
+    saved["state"] = {
+        i: {"step": torch.tensor(float(ckpt.adam_step)), "exp_avg": torch.from_numpy(ckpt.exp_avg[name].copy()),
+            "exp_avg_sq": torch.from_numpy(ckpt.exp_avg_sq[name].copy())}
+        for i, (name, _) in enumerate(model.named_parameters())
+    }
+    optimizer.load_state_dict(saved)
+
+
 def train_and_evaluate(config: TrainConfig, dataset: FashionMNIST, device: torch.device) -> dict:
-    """Train for config.epochs in the shared batch order, evaluating after every epoch."""
+    """Train for config.epochs in the shared batch order, evaluating and checkpointing after every epoch."""
     torch.manual_seed(config.seed)
     model = Convnet(config.kernel_size).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     run = Run(config, "torch", versions(), str(device))
     run.describe_model(str(model), count_parameters(model), dataset)
+    ckpt = run.load_resume_checkpoint()
+    if ckpt is not None:
+        restore(model, optimizer, ckpt)
     train_x, train_y = to_device(dataset.train_images, dataset.train_labels, device)
     test_x, test_y = to_device(dataset.test_images, dataset.test_labels, device)
     n = train_x.shape[0]
-    for epoch in range(1, config.epochs + 1):
+    steps = num_batches(n, config.batch_size)
+    predictions = None
+    for epoch in range(1 if ckpt is None else ckpt.epoch + 1, config.epochs + 1):
         model.train()
         order = torch.from_numpy(epoch_order(n, config.seed, epoch)).to(device)
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), dtype=torch.int64, device=device)
-        with run.epoch_bar(epoch, num_batches(n, config.batch_size)) as bar:
-            for start in range(0, n, config.batch_size):
+        first_bad = torch.full((), -1, dtype=torch.int64, device=device)
+        with run.epoch_bar(epoch, steps) as bar:
+            for step, start in enumerate(range(0, n, config.batch_size)):
                 idx = order[start : start + config.batch_size]
                 batch_loss, batch_correct = train_step(model, optimizer, train_x[idx], train_y[idx])
                 loss_sum += batch_loss
                 correct += batch_correct
+                first_bad = torch.where((first_bad < 0) & ~torch.isfinite(batch_loss), step, first_bad)
+                if (step + 1) % NONFINITE_CHECK_EVERY == 0:
+                    run.check_finite(int(first_bad), epoch, steps)
                 bar.update()
+        run.check_finite(int(first_bad), epoch, steps)
         test_loss, test_correct, predictions = evaluate(model, test_x, test_y)
         run.end_epoch(epoch, float(loss_sum) / n, int(correct), n, test_loss, test_correct, len(test_y))
+        adam_step, exp_avg, exp_avg_sq = adam_state_numpy(model, optimizer)
+        run.save_checkpoint(epoch, adam_step, state_dict_numpy(model), exp_avg, exp_avg_sq)
+    if predictions is None:  # resumed after the last epoch's checkpoint: nothing left to train
+        _, _, predictions = evaluate(model, test_x, test_y)
     return run.finish(state_dict_numpy(model), dataset.test_images, dataset.test_labels, predictions)
 
 
