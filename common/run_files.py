@@ -17,35 +17,49 @@ class RunWriter:
     """Writes one run's files. metrics.jsonl holds only what is reproducible (no wall-clock times),
     so two runs with the same seed give byte-identical files; timings go to timings.json."""
 
-    def __init__(self, out_dir: str | os.PathLike):
+    def __init__(self, out_dir: str | os.PathLike, enabled: bool = True):
         self.dir = Path(out_dir)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.enabled = enabled  # False on the non-zero ranks of a data-parallel run: nothing is written
+        if enabled:
+            self.dir.mkdir(parents=True, exist_ok=True)
         self.metrics_path = self.dir / "metrics.jsonl"
         self.timings = {"compile_seconds": None, "epoch_seconds": []}
 
     def write_config(self, config: dict) -> None:
+        if not self.enabled:
+            return
         write_json_atomic(self.dir / "config.json", config)
 
     def start_metrics(self) -> None:
+        if not self.enabled:
+            return
         self.metrics_path.write_text("")
 
     def restore(self, records: list[dict], timings: dict) -> None:
         """Take over a resumed run's epochs: metrics.jsonl exactly as the interrupted run wrote it."""
-        self.metrics_path.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
         self.timings = {"compile_seconds": None, "epoch_seconds": list(timings.get("epoch_seconds", []))}
+        if not self.enabled:
+            return
+        self.metrics_path.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
         write_json_atomic(self.dir / "timings.json", self.timings)
 
     def log_epoch(self, record: dict, seconds: float) -> None:
+        self.timings["epoch_seconds"].append(round(seconds, 4))
+        if not self.enabled:
+            return
         with self.metrics_path.open("a") as f:
             f.write(json.dumps(record, sort_keys=True) + "\n")
-        self.timings["epoch_seconds"].append(round(seconds, 4))
         write_json_atomic(self.dir / "timings.json", self.timings)
 
     def set_compile_seconds(self, seconds: float) -> None:
         self.timings["compile_seconds"] = round(seconds, 4)
+        if not self.enabled:
+            return
         write_json_atomic(self.dir / "timings.json", self.timings)
 
     def write_summary(self, summary: dict) -> None:
+        if not self.enabled:
+            return
         write_json_atomic(self.dir / "summary.json", summary)
 
 

@@ -7,6 +7,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -31,10 +32,12 @@ class Run:
     """One training run's bookkeeping; the framework code only computes numbers and hands them here."""
 
     def __init__(self, config: TrainConfig, framework: str, versions: dict[str, str], device: str):
-        self.config = config
+        # Data-parallel runs: only the first process (rank 0) prints and writes files.
+        self.main = config.extra.get("rank", 0) == 0
+        self.config = config if self.main else replace(config, quiet=True)
         self.framework = framework
         self.device = device
-        self.writer = RunWriter(config.out_dir)
+        self.writer = RunWriter(config.out_dir, enabled=self.main)
         self.records: list[dict] = []
         self.compile_seconds: float | None = None
         self._epoch_start = 0.0
@@ -45,7 +48,8 @@ class Run:
         self.writer.start_metrics()
         self.checkpoint_path = Path(config.out_dir) / CHECKPOINT
         self.checkpoint_epoch = 0
-        say(f"{framework} | " + " ".join(f"{k} {v}" for k, v in versions.items()) + f" | device {device}", config.quiet)
+        say(f"{framework} | " + " ".join(f"{k} {v}" for k, v in versions.items()) + f" | device {device}",
+            self.config.quiet)
 
     def describe_model(self, summary: str, num_params: int, dataset: FashionMNIST) -> None:
         self.num_params = num_params
@@ -67,8 +71,9 @@ class Run:
 
     def save_checkpoint(self, epoch: int, adam_step: int, weights: dict, exp_avg: dict, exp_avg_sq: dict) -> None:
         """The end-of-epoch training checkpoint (atomic), from which --resume continues."""
-        save_training_checkpoint(self.config.out_dir, self.config, epoch, adam_step, weights, exp_avg, exp_avg_sq,
-                                 self.records, self.writer.timings)
+        if self.main:
+            save_training_checkpoint(self.config.out_dir, self.config, epoch, adam_step, weights, exp_avg,
+                                     exp_avg_sq, self.records, self.writer.timings)
         self.checkpoint_epoch = epoch
 
     def check_finite(self, first_bad_step: int, epoch: int, steps_per_epoch: int) -> None:
@@ -113,6 +118,9 @@ class Run:
                predictions: np.ndarray) -> dict:
         """Write weights, plots and summary.json; print the final accuracy."""
         out = Path(self.config.out_dir)
+        last = self.records[-1]
+        if not self.main:
+            return {"test_accuracy": last["test_accuracy"], "test_correct": last["test_correct"]}
         save_weights(out / "model.safetensors", state_dict,
                      {"framework": self.framework, "kernel_size": self.config.kernel_size,
                       "epochs": self.config.epochs, "seed": self.config.seed})
@@ -120,7 +128,6 @@ class Run:
         plot_predictions(test_images, predictions, test_labels, out / "predictions.png", title)
         plot_curves({self.framework: self.records}, out / "curves.png", title)
         epoch_seconds = self.writer.timings["epoch_seconds"]
-        last = self.records[-1]
         summary = {
             "framework": self.framework,
             "device": self.device,
@@ -159,18 +166,18 @@ def interrupted_message(prog: str, config: TrainConfig, argv: list[str]) -> str:
 
 
 def cli(parser: argparse.ArgumentParser, framework: str, argv: list[str] | None,
-        resolve_device: Callable[[str], object],
+        resolve_device: Callable[[TrainConfig], object],
         train: Callable[[TrainConfig, FashionMNIST, object], dict],
         evaluate_checkpoint: Callable[[TrainConfig, FashionMNIST, object], dict]) -> int:
     """Parse, pick the device, load the data, then train or evaluate; user errors never show a traceback."""
     argv = list(sys.argv[1:] if argv is None else argv)
     config = parse_config(parser, framework, argv)
     try:
-        device = resolve_device(config.device)
+        device = resolve_device(config)  # may join a distributed run and set config.extra["rank"]
     except ValueError as e:
         parser.error(str(e))
     try:
-        if not config.eval_only:
+        if not config.eval_only and config.extra.get("rank", 0) == 0:
             prepare_out_dir(config, overwrite=config.overwrite, resume=config.resume)
         dataset = load_data(config)
         if config.eval_only:

@@ -20,9 +20,9 @@ from data import FashionMNIST, num_batches, to_float
 from data.batching import epoch_order
 from flax_impl.convert import flax_to_torch, torch_to_flax
 from flax_impl.model import INITS, Convnet, count_parameters
+from flax_impl.placement import DEVICES_HELP, Placement, initialize_distributed, make_placement
 
 EVAL_BATCH_SIZE = 1000  # evaluation only: large batches, same numbers
-DEVICES_HELP = "auto (JAX's default backend), cpu, gpu or tpu, optionally with an index (gpu:1)"
 # Steps fused into one dispatch (a lax.scan over a chunk of batches). Measured on a 2-core CPU:
 # one jitted step per dispatch is fastest there (a scan of 16 steps ran 20% slower); on an
 # accelerator, per-step dispatch overhead dominates this small model, so fuse many steps.
@@ -30,18 +30,16 @@ STEPS_PER_DISPATCH = {"cpu": 1, "gpu": 64, "tpu": 64}
 
 
 def resolve_device(name: str) -> jax.Device:
-    """auto is JAX's default device; an explicit platform must have a device here."""
-    if name == "auto":
-        return jax.devices()[0]
-    platform, _, index = name.partition(":")
-    try:
-        devices = jax.devices(platform)
-    except RuntimeError:
-        raise ValueError(f"argument --device: {platform!r} is not available here (JAX backend: "
-                         f"{jax.default_backend()}); use {DEVICES_HELP}") from None
-    if index and (not index.isdigit() or int(index) >= len(devices)):
-        raise ValueError(f"argument --device: {name!r}: JAX sees {len(devices)} {platform} device(s)")
-    return devices[int(index or 0)]
+    """One device by name (auto: JAX's default device)."""
+    return make_placement(name, 1).devices[0]
+
+
+def setup_placement(config: TrainConfig) -> Placement:
+    """Connect to other hosts if asked, then choose the devices (CLI errors as ValueError)."""
+    extra = config.extra
+    initialize_distributed(extra.get("coordinator_address"), extra.get("num_processes"), extra.get("process_id"))
+    config.extra["rank"] = jax.process_index()
+    return make_placement(config.device, extra.get("num_devices") or 0)
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
@@ -49,13 +47,15 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
     return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
 
 
-def create_train_state(config: TrainConfig, device: jax.Device) -> TrainState:
+def create_train_state(config: TrainConfig, where: jax.Device | Placement) -> TrainState:
     """Parameters initialised from config.seed, and Adam with torch.optim.Adam's defaults."""
     model = Convnet(config.kernel_size, config.extra.get("init", "torch"))
-    with jax.default_device(device):
+    placement = where if isinstance(where, Placement) else None
+    with jax.default_device(placement.devices[0] if placement else where):
         variables = model.init(jax.random.key(config.seed), jnp.zeros((1, 28, 28, 1), jnp.float32))
         tx = optax.adam(config.lr, b1=0.9, b2=0.999, eps=1e-8)
-        return TrainState.create(apply_fn=model.apply, params=variables["params"], tx=tx)
+        state = TrainState.create(apply_fn=model.apply, params=variables["params"], tx=tx)
+    return placement.replicate(state) if placement else state
 
 
 def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
@@ -109,18 +109,21 @@ def train_steps(state: TrainState, totals: dict, images: jax.Array, labels: jax.
 eval_batch = jax.jit(eval_step)
 
 
-def device_arrays(images: np.ndarray, labels: np.ndarray, device: jax.Device, pad_to: int = 1):
-    """The whole split on the device once: float (N, 28, 28, 1) and int32 labels, padded with label -1."""
+def device_arrays(images: np.ndarray, labels: np.ndarray, where: jax.Device | Placement, pad_to: int = 1):
+    """The whole split on the device(s) once: float (N, 28, 28, 1) and int32 labels, padded with label -1."""
     pad = -len(labels) % pad_to
     x = np.pad(to_float(images), ((0, pad), (0, 0), (0, 0)))[..., None]
     y = np.pad(labels.astype(np.int32), (0, pad), constant_values=-1)
-    return jax.device_put(x, device), jax.device_put(y, device)
+    if isinstance(where, Placement):
+        return where.put(x, where.replicated), where.put(y, where.replicated)
+    return jax.device_put(x, where), jax.device_put(y, where)
 
 
-def zero_totals(device: jax.Device) -> dict:
+def zero_totals(where: jax.Device | Placement) -> dict:
     """Per-epoch sums on the device; first_bad is the global step of the first non-finite loss, or -1."""
-    return jax.device_put({"loss_sum": jnp.zeros((), jnp.float32), "correct": jnp.zeros((), jnp.int32),
-                           "first_bad": jnp.full((), -1, jnp.int32)}, device)
+    totals = {"loss_sum": np.zeros((), np.float32), "correct": np.zeros((), np.int32),
+              "first_bad": np.full((), -1, np.int32)}
+    return where.replicate(totals) if isinstance(where, Placement) else jax.device_put(totals, where)
 
 
 def epoch_plan(n: int, batch_size: int, k: int) -> list[tuple[int, int]]:
@@ -149,12 +152,12 @@ def epoch_dispatches(order: np.ndarray, batch_size: int, k: int):
         yield order[full * batch_size :][None]
 
 
-def compile_all(state, images, labels, test_x, test_y, n, batch_size, k, device):
+def compile_all(state, images, labels, test_x, test_y, n, batch_size, k, placement: Placement):
     """Compile every train and eval shape ahead of time, so no epoch pays for compilation."""
     compiled = {}
-    totals = zero_totals(device)
+    totals = zero_totals(placement)
     for shape in epoch_plan(n, batch_size, k):
-        idx = jax.ShapeDtypeStruct(shape, jnp.int32)
+        idx = jax.ShapeDtypeStruct(shape, jnp.int32, sharding=placement.batch)
         compiled[shape] = train_steps.lower(state, totals, images, labels, idx).compile()
     batch = {"images": test_x[:EVAL_BATCH_SIZE], "labels": test_y[:EVAL_BATCH_SIZE]}
     compiled["eval"] = eval_batch.lower(state, batch).compile()
@@ -175,8 +178,8 @@ def versions() -> dict[str, str]:
     return {"jax": jax.__version__, "flax": flax.__version__, "optax": optax.__version__, "numpy": np.__version__}
 
 
-def steps_per_dispatch(config: TrainConfig, device: jax.Device) -> int:
-    return config.extra.get("steps_per_dispatch") or STEPS_PER_DISPATCH.get(device.platform, 1)
+def steps_per_dispatch(config: TrainConfig, platform: str) -> int:
+    return config.extra.get("steps_per_dispatch") or STEPS_PER_DISPATCH.get(platform, 1)
 
 
 def adam_state_numpy(state: TrainState) -> tuple[int, dict, dict]:
@@ -186,46 +189,47 @@ def adam_state_numpy(state: TrainState) -> tuple[int, dict, dict]:
             flax_to_torch(jax.device_get({"params": adam.nu})))
 
 
-def restore(state: TrainState, ckpt, device: jax.Device) -> TrainState:
+def restore(state: TrainState, ckpt, placement: Placement) -> TrainState:
     """Weights and Adam state from a training checkpoint (torch layout), bit for bit."""
     def put(tree):
-        return jax.device_put(torch_to_flax(tree)["params"], device)
+        return placement.replicate(torch_to_flax(tree)["params"])
 
     def count():  # a buffer each: state.step and Adam's count are donated separately
-        return jax.device_put(np.asarray(ckpt.adam_step, np.int32), device)
+        return placement.put(np.asarray(ckpt.adam_step, np.int32), placement.replicated)
 
     adam = state.opt_state[0]._replace(count=count(), mu=put(ckpt.exp_avg), nu=put(ckpt.exp_avg_sq))
     return state.replace(step=count(), params=put(ckpt.weights), opt_state=(adam, *state.opt_state[1:]))
 
 
-def train_and_evaluate(config: TrainConfig, dataset: FashionMNIST, device: jax.Device) -> dict:
+def train_and_evaluate(config: TrainConfig, dataset: FashionMNIST, where: jax.Device | Placement) -> dict:
     """Train for config.epochs in the shared batch order, evaluating and checkpointing after every epoch."""
-    state = create_train_state(config, device)
-    k = steps_per_dispatch(config, device)
-    run = Run(config, "flax", versions(), f"{device.platform}:{device.id} ({device.device_kind})")
+    placement = where if isinstance(where, Placement) else make_placement(f"{where.platform}:{where.id}")
+    state = create_train_state(config, placement)
+    k = steps_per_dispatch(config, placement.platform)
+    run = Run(config, "flax", versions(), placement.describe())
     summary = "\n".join(
         [f"Convnet(conv2d_kernel_size={config.kernel_size}, init={config.extra.get('init', 'torch')!r}), NHWC"]
         + [f"  ({name}): " + ", ".join(f"{k} {tuple(a.shape)}" for k, a in p.items()) for name, p in state.params.items()])
     run.describe_model(summary, count_parameters(state.params), dataset)
     ckpt = run.load_resume_checkpoint()
     if ckpt is not None:
-        state = restore(state, ckpt, device)
-    train_x, train_y = device_arrays(dataset.train_images, dataset.train_labels, device)
-    test_x, test_y = device_arrays(dataset.test_images, dataset.test_labels, device, pad_to=EVAL_BATCH_SIZE)
+        state = restore(state, ckpt, placement)
+    train_x, train_y = device_arrays(dataset.train_images, dataset.train_labels, placement)
+    test_x, test_y = device_arrays(dataset.test_images, dataset.test_labels, placement, pad_to=EVAL_BATCH_SIZE)
     n, num_test = len(dataset.train_labels), len(dataset.test_labels)
     steps = num_batches(n, config.batch_size)
     start = time.perf_counter()
-    compiled = compile_all(state, train_x, train_y, test_x, test_y, n, config.batch_size, k, device)
+    compiled = compile_all(state, train_x, train_y, test_x, test_y, n, config.batch_size, k, placement)
     run.compiled(time.perf_counter() - start)
     check_every = max(1, NONFINITE_CHECK_EVERY // k)
     predictions = None
     for epoch in range(1 if ckpt is None else ckpt.epoch + 1, config.epochs + 1):
-        totals = zero_totals(device)
+        totals = zero_totals(placement)
         first_step = int(state.step)
         with run.epoch_bar(epoch, steps) as bar:
             order = epoch_order(n, config.seed, epoch).astype(np.int32)
             for i, idx in enumerate(epoch_dispatches(order, config.batch_size, k), start=1):
-                state, totals = compiled[idx.shape](state, totals, train_x, train_y, idx)
+                state, totals = compiled[idx.shape](state, totals, train_x, train_y, placement.put_batch(idx))
                 if i % check_every == 0:
                     run.check_finite(bad_step(totals, first_step), epoch, steps)
                 bar.update(idx.shape[0])
@@ -248,12 +252,13 @@ def bad_step(totals: dict, first_step: int) -> int:
     return -1 if first_bad < 0 else first_bad - first_step
 
 
-def evaluate_checkpoint(config: TrainConfig, dataset: FashionMNIST, device: jax.Device) -> dict:
+def evaluate_checkpoint(config: TrainConfig, dataset: FashionMNIST, where: jax.Device | Placement) -> dict:
     """--eval-only: test accuracy of a model.safetensors from either framework."""
-    state = create_train_state(config, device)
-    params = jax.device_put(torch_to_flax(load_weights(config.checkpoint, config.kernel_size))["params"], device)
+    placement = where if isinstance(where, Placement) else make_placement(f"{where.platform}:{where.id}")
+    state = create_train_state(config, placement)
+    params = placement.replicate(torch_to_flax(load_weights(config.checkpoint, config.kernel_size))["params"])
     state = state.replace(params=params)
-    test_x, test_y = device_arrays(dataset.test_images, dataset.test_labels, device, pad_to=EVAL_BATCH_SIZE)
+    test_x, test_y = device_arrays(dataset.test_images, dataset.test_labels, placement, pad_to=EVAL_BATCH_SIZE)
     loss, correct, _ = evaluate(eval_batch, state, test_x, test_y, len(dataset.test_labels))
     return report_eval("flax", config.checkpoint, loss, correct, len(dataset.test_labels))
 
@@ -265,7 +270,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps-per-dispatch", type=int, default=0,
                         help="train steps fused into one jitted lax.scan; 0 = per backend "
                              f"({', '.join(f'{k} {v}' for k, v in STEPS_PER_DISPATCH.items())})")
-    return cli(parser, "flax", argv, resolve_device, train_and_evaluate, evaluate_checkpoint)
+    parser.add_argument("--num-devices", type=int, default=0,
+                        help="data-parallel over the first N devices of the platform; 0 = all of them")
+    parser.add_argument("--coordinator-address", default=None,
+                        help="several hosts: host:port of process 0, for jax.distributed.initialize")
+    parser.add_argument("--num-processes", type=int, default=None, help="several hosts: how many processes")
+    parser.add_argument("--process-id", type=int, default=None, help="several hosts: this process's index")
+    return cli(parser, "flax", argv, setup_placement, train_and_evaluate, evaluate_checkpoint)
 
 
 if __name__ == "__main__":

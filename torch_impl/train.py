@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 
 from common.checkpoint import load_weights
 from common.config import TrainConfig, build_parser
@@ -41,6 +44,46 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def setup_device(config: TrainConfig) -> torch.device:
+    """The device; under torchrun (WORLD_SIZE > 1) also joins the process group: nccl on CUDA, gloo on CPU."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return resolve_device(config.device)
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if config.device in ("auto", "cuda") and torch.cuda.is_available():
+        device, backend = torch.device("cuda", local_rank), "nccl"
+        torch.cuda.set_device(device)
+    else:
+        device, backend = resolve_device("cpu" if config.device == "auto" else config.device), "gloo"
+        # Share the cores between the processes of this host instead of oversubscribing them.
+        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_world))
+    dist.init_process_group(backend)
+    config.extra.update(rank=dist.get_rank(), world_size=dist.get_world_size())
+    return device
+
+
+def rank_slice(idx: torch.Tensor, rank: int, world: int) -> torch.Tensor:
+    """This rank's contiguous share of a global batch (sizes differ by at most one)."""
+    return torch.tensor_split(idx, world)[rank] if world > 1 else idx
+
+
+def all_sum(*tensors: torch.Tensor) -> None:
+    """Sum epoch totals over the ranks of a data-parallel run, in place."""
+    if dist.is_initialized():
+        for t in tensors:
+            dist.all_reduce(t)
+
+
+def first_bad_everywhere(first_bad: torch.Tensor) -> int:
+    """The earliest non-finite step on any rank (-1: none); collective, so all ranks stop together."""
+    if dist.is_initialized():
+        worst = torch.where(first_bad < 0, torch.iinfo(torch.int64).max, first_bad)
+        dist.all_reduce(worst, op=dist.ReduceOp.MIN)
+        first_bad = torch.where(worst == torch.iinfo(torch.int64).max, -1, worst)
+    return int(first_bad)
+
+
 def to_device(images: np.ndarray, labels: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """The whole split, once: uint8 (N, 28, 28) -> float (N, 1, 28, 28) on the device, labels int64."""
     return torch.from_numpy(to_float(images)).unsqueeze(1).to(device), torch.from_numpy(labels).to(device)
@@ -54,15 +97,21 @@ def load_state_dict_numpy(model: Convnet, weights: dict[str, np.ndarray]) -> Non
     model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in weights.items()})
 
 
-def train_step(model, optimizer, images, labels) -> tuple[torch.Tensor, torch.Tensor]:
-    """One Adam step; returns the batch's summed loss and correct count as device tensors (no sync)."""
+def train_step(model, optimizer, images, labels, denominator: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One Adam step; returns the batch's summed loss and correct count as device tensors (no sync).
+
+    The loss is the sum over this batch divided by `denominator` (default: its size, the mean). A
+    data-parallel rank holding part of a global batch of n passes n / world_size: DDP averages the
+    ranks' gradients, which then equal the gradient of the global batch's mean loss.
+    """
     logits = model(images)
-    loss = F.cross_entropy(logits, labels)
+    loss_sum = F.cross_entropy(logits, labels, reduction="sum")
+    loss = loss_sum / (labels.shape[0] if denominator is None else denominator)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
     # Accuracy from the same forward pass as the loss: no second pass over the batch.
-    return loss.detach() * labels.shape[0], (logits.argmax(1) == labels).sum()
+    return loss_sum.detach(), (logits.argmax(1) == labels).sum()
 
 
 @torch.no_grad()
@@ -112,11 +161,17 @@ def train_and_evaluate(config: TrainConfig, dataset: FashionMNIST, device: torch
     torch.manual_seed(config.seed)
     model = Convnet(config.kernel_size).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    run = Run(config, "torch", versions(), str(device))
+    world = config.extra.get("world_size", 1)
+    where = str(device) if world == 1 else f"{device} x {world} processes (DistributedDataParallel, {dist.get_backend()})"
+    run = Run(config, "torch", versions(), where)
     run.describe_model(str(model), count_parameters(model), dataset)
     ckpt = run.load_resume_checkpoint()
     if ckpt is not None:
         restore(model, optimizer, ckpt)
+    rank = config.extra.get("rank", 0)
+    # Under torchrun: DDP broadcasts rank 0's weights, then all-reduces (averages) gradients.
+    net = model if world == 1 else DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None)
     train_x, train_y = to_device(dataset.train_images, dataset.train_labels, device)
     test_x, test_y = to_device(dataset.test_images, dataset.test_labels, device)
     n = train_x.shape[0]
@@ -130,15 +185,18 @@ def train_and_evaluate(config: TrainConfig, dataset: FashionMNIST, device: torch
         first_bad = torch.full((), -1, dtype=torch.int64, device=device)
         with run.epoch_bar(epoch, steps) as bar:
             for step, start in enumerate(range(0, n, config.batch_size)):
-                idx = order[start : start + config.batch_size]
-                batch_loss, batch_correct = train_step(model, optimizer, train_x[idx], train_y[idx])
+                global_idx = order[start : start + config.batch_size]
+                idx = rank_slice(global_idx, rank, world)
+                batch_loss, batch_correct = train_step(net, optimizer, train_x[idx], train_y[idx],
+                                                       denominator=len(global_idx) / world)
                 loss_sum += batch_loss
                 correct += batch_correct
                 first_bad = torch.where((first_bad < 0) & ~torch.isfinite(batch_loss), step, first_bad)
                 if (step + 1) % NONFINITE_CHECK_EVERY == 0:
-                    run.check_finite(int(first_bad), epoch, steps)
+                    run.check_finite(first_bad_everywhere(first_bad), epoch, steps)
                 bar.update()
-        run.check_finite(int(first_bad), epoch, steps)
+        run.check_finite(first_bad_everywhere(first_bad), epoch, steps)
+        all_sum(loss_sum, correct)
         test_loss, test_correct, predictions = evaluate(model, test_x, test_y)
         run.end_epoch(epoch, float(loss_sum) / n, int(correct), n, test_loss, test_correct, len(test_y))
         adam_step, exp_avg, exp_avg_sq = adam_state_numpy(model, optimizer)
@@ -158,8 +216,12 @@ def evaluate_checkpoint(config: TrainConfig, dataset: FashionMNIST, device: torc
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser("torch", DEVICES_HELP)
-    return cli(parser, "torch", argv, resolve_device, train_and_evaluate, evaluate_checkpoint)
+    parser = build_parser("torch", DEVICES_HELP + "; under torchrun each process takes its local rank's GPU")
+    try:
+        return cli(parser, "torch", argv, setup_device, train_and_evaluate, evaluate_checkpoint)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
 
 
 if __name__ == "__main__":
