@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -23,34 +24,47 @@ EPOCH = 60_000
 BATCH = 64
 
 
-def rows_for(accelerator: bool, with_compile: bool) -> list[tuple[str, str, list[str]]]:
-    """(label, row name, extra flags) in table order."""
+def rows_for(accelerator: bool, with_compile: bool, devices: int) -> list[tuple[str, str, list[str], dict]]:
+    """(label, row name, extra flags, launcher) in table order; launcher: {"torchrun": N} or {"xla_host_devices": N}."""
     rows = [
-        ("original example (torchvision + DataLoader + 2nd forward)", "torch-original", []),
-        ("torch_impl", "torch", []),
-        ("torch_impl, channels_last", "torch-channels-last", []),
+        ("original example (torchvision + DataLoader + 2nd forward)", "torch-original", [], {}),
+        ("torch_impl", "torch", [], {}),
+        ("torch_impl, channels_last", "torch-channels-last", [], {}),
     ]
     if with_compile or accelerator:
-        rows.append(("torch_impl + torch.compile", "torch-compile", []))
+        rows.append(("torch_impl + torch.compile", "torch-compile", [], {}))
     if accelerator:
-        rows.append(("torch_impl + torch.compile (CUDA graphs)", "torch-compile-cudagraphs", []))
+        rows.append(("torch_impl + torch.compile (CUDA graphs)", "torch-compile-cudagraphs", [], {}))
     rows += [
-        ("naive Flax port (nn.Conv, nn.max_pool)", "flax-naive", []),
-        ("flax_impl, 1 step per dispatch", "flax", ["--k", "1"]),
-        ("flax_impl, scan of 16 steps per dispatch", "flax", ["--k", "16"]),
+        ("naive Flax port (nn.Conv, nn.max_pool)", "flax-naive", [], {}),
+        ("flax_impl, 1 step per dispatch", "flax", ["--k", "1"], {}),
+        ("flax_impl, scan of 16 steps per dispatch", "flax", ["--k", "16"], {}),
     ]
     if accelerator:
-        rows.append(("flax_impl, scan of 128 steps per dispatch", "flax", ["--k", "128"]))
+        rows.append(("flax_impl, scan of 128 steps per dispatch", "flax", ["--k", "128"], {}))
+    if devices > 1:  # 1 vs N devices: GPUs where there are several, else host devices / processes on the CPU
+        k = ["--k", "64"] if accelerator else ["--k", "1"]
+        rows.append((f"torch_impl DDP, {devices} processes", "torch", [], {"torchrun": devices}))
+        rows.append((f"flax_impl data-parallel, {devices} devices", "flax", [*k, "--devices", str(devices)],
+                     {} if accelerator else {"xla_host_devices": devices}))
     return rows
 
 
-def run_row(name: str, flags: list[str], args) -> dict:
-    cmd = [sys.executable, "-m", "benchmarks.rows", name, "--device", args.device, "--steps", str(args.steps),
+def run_row(name: str, flags: list[str], args, launcher: dict | None = None) -> dict:
+    launcher = launcher or {}
+    env = dict(os.environ)
+    prefix = [sys.executable, "-m"]
+    if "torchrun" in launcher:
+        prefix = [str(Path(sys.executable).parent / "torchrun"), "--standalone",
+                  f"--nproc_per_node={launcher['torchrun']}", "-m"]
+    if "xla_host_devices" in launcher:
+        env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={launcher['xla_host_devices']}"
+    cmd = [*prefix, "benchmarks.rows", name, "--device", args.device, "--steps", str(args.steps),
            "--warmup", str(args.warmup), "--repeats", str(args.repeats), *flags]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         return {"row": name, "error": (proc.stderr.strip().splitlines() or ["failed"])[-1]}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return json.loads([line for line in proc.stdout.strip().splitlines() if line.startswith("{")][-1])
 
 
 def detect_accelerator(device: str) -> bool:
@@ -59,6 +73,11 @@ def detect_accelerator(device: str) -> bool:
     code = "import torch; print(torch.cuda.is_available())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip()
     return out == "True"
+
+
+def gpu_count() -> int:
+    code = "import torch; print(torch.cuda.device_count())"
+    return int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() or 0)
 
 
 def versions() -> dict:
@@ -77,8 +96,6 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    import os
-
     return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
 
 
@@ -90,10 +107,13 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup", type=int, default=32, help="untimed steps first (default: %(default)s)")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats; medians quoted (default: %(default)s)")
     parser.add_argument("--with-compile", action="store_true", help="add torch.compile rows on CPU too")
+    parser.add_argument("--devices", type=int, default=0,
+                        help="data-parallel rows over N devices (default: the GPUs present, else 2 on CPU; 1: none)")
     parser.add_argument("--out", default="runs/bench/bench", help="output path without suffix (default: %(default)s)")
     args = parser.parse_args(argv)
 
     accelerator = detect_accelerator(args.device)
+    devices = args.devices or (gpu_count() if accelerator else 2)
     flops_step = train_flops(3) * BATCH
     print(f"machine: {machine()}", flush=True)
     print(f"training FLOPs at k = 3: forward {forward_flops(3) / 1e6:.2f} MFLOP/sample, forward+backward "
@@ -103,8 +123,8 @@ def main(argv=None) -> int:
     print("float32 matmul ceiling: " + ", ".join(f"{fw} {c.get('gflops', float('nan')):.0f} GFLOP/s"
                                                  for fw, c in ceilings.items()), flush=True)
     results = []
-    for label, name, flags in rows_for(accelerator, args.with_compile):
-        r = run_row(name, flags, args)
+    for label, name, flags, launcher in rows_for(accelerator, args.with_compile, devices):
+        r = run_row(name, flags, args, launcher)
         r["label"] = label
         if "error" not in r:
             r["median_seconds_per_step"] = statistics.median(r["seconds_per_step"])

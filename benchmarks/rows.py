@@ -61,11 +61,17 @@ def torch_rows(name: str, device_name: str, args):
     from torch_impl import train as torch_train
     from torch_impl.model import Convnet
 
-    device = torch_train.resolve_device(device_name)
+    from common.config import TrainConfig
+
+    config = TrainConfig("torch", device=device_name)
+    device = torch_train.setup_device(config)  # joins the process group under torchrun
+    rank, world = config.extra.get("rank", 0), config.extra.get("world_size", 1)
     sync = (lambda: torch.cuda.synchronize()) if device.type == "cuda" else (lambda: None)
     torch.manual_seed(0)
     model = Convnet(3).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    net = model if world == 1 else torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None)
 
     if name == "torch-original":
         # The original example: torchvision dataset + ToTensor, a shuffling DataLoader, and a second
@@ -110,8 +116,8 @@ def torch_rows(name: str, device_name: str, args):
     totals = [torch.zeros((), device=device)]
 
     def run_step(idx):
-        idx_t = torch.from_numpy(idx).to(device, non_blocking=True)
-        loss_sum, _ = step(model, optimizer, x_all[idx_t], y_all[idx_t])
+        idx_t = torch_train.rank_slice(torch.from_numpy(idx).to(device, non_blocking=True), rank, world)
+        loss_sum, _ = step(net, optimizer, x_all[idx_t], y_all[idx_t], denominator=len(idx) / world)
         totals[0] += loss_sum
 
     return time_steps(run_step, endless_batches(len(ds.train_labels)), args.warmup, args.steps, args.repeats,
@@ -132,19 +138,21 @@ def flax_rows(name: str, device_name: str, args):
 
     from common.config import TrainConfig
     from flax_impl import train as flax_train
+    from flax_impl.placement import make_placement
 
-    device = flax_train.resolve_device(device_name)
+    placement = make_placement(device_name, args.devices)
     ds = load_fashion_mnist()
-    x_all, y_all = flax_train.device_arrays(ds.train_images, ds.train_labels, device)
+    x_all, y_all = flax_train.device_arrays(ds.train_images, ds.train_labels, placement)
     if name == "flax-naive":
-        state, k = naive_flax(device), 1
+        state, k = placement.replicate(naive_flax(placement.devices[0])), 1
     else:
-        state = flax_train.create_train_state(TrainConfig("flax"), device)
-        k = args.k or flax_train.STEPS_PER_DISPATCH.get(device.platform, 1)
-    holder = {"state": state, "totals": flax_train.zero_totals(device)}
+        state = flax_train.create_train_state(TrainConfig("flax"), placement)
+        k = args.k or flax_train.STEPS_PER_DISPATCH.get(placement.platform, 1)
+    holder = {"state": state, "totals": flax_train.zero_totals(placement)}
 
     def run_step(idx):  # idx (k, 64): k steps in one dispatch
-        holder["state"], holder["totals"] = flax_train.train_steps(holder["state"], holder["totals"], x_all, y_all, idx)
+        holder["state"], holder["totals"] = flax_train.train_steps(holder["state"], holder["totals"], x_all, y_all,
+                                                                  placement.put_batch(idx))
 
     def grouped():
         batches = endless_batches(len(ds.train_labels))
@@ -153,7 +161,7 @@ def flax_rows(name: str, device_name: str, args):
 
     first, times = time_steps(run_step, grouped(), max(1, args.warmup // k), max(1, args.steps // k), args.repeats,
                               lambda: jax.block_until_ready(holder["totals"]))
-    return (first, [t / k for t in times]), device
+    return (first, [t / k for t in times]), placement
 
 
 def naive_flax(device):
@@ -178,7 +186,8 @@ def naive_flax(device):
         return TrainState.create(apply_fn=model.apply, params=params, tx=optax.adam(1e-3))
 
 
-def flax_memory(device) -> float | None:
+def flax_memory(placement) -> float | None:
+    device = placement.devices[0]
     stats = device.memory_stats() if hasattr(device, "memory_stats") else None
     return stats["peak_bytes_in_use"] / 2**20 if stats and "peak_bytes_in_use" in stats else None
 
@@ -229,6 +238,7 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--k", type=int, default=0, help="flax: steps per dispatch (0 = per backend)")
+    parser.add_argument("--devices", type=int, default=1, help="flax: data-parallel over this many devices")
     parser.add_argument("--size", type=int, default=2048, help="ceiling: matmul size")
     args = parser.parse_args(argv)
     if args.row.startswith("ceiling-"):
@@ -236,13 +246,21 @@ def main(argv=None) -> int:
         print(json.dumps({"row": args.row, "gflops": gflops}))
         return 0
     if args.row.startswith("torch"):
+        import torch.distributed as dist
+
         (first, times), device = torch_rows(args.row, args.device, args)
         memory = torch_memory(device)
         device_str = str(device)
+        if dist.is_initialized():
+            device_str += f" x {dist.get_world_size()} processes (DDP, {dist.get_backend()})"
+            if dist.get_rank() != 0:
+                dist.destroy_process_group()
+                return 0  # rank 0 alone reports
+            dist.destroy_process_group()
     else:
-        (first, times), device = flax_rows(args.row, args.device, args)
-        memory = flax_memory(device)
-        device_str = f"{device.platform}:{device.id} ({device.device_kind})"
+        (first, times), placement = flax_rows(args.row, args.device, args)
+        memory = flax_memory(placement)
+        device_str = placement.describe()
     print(json.dumps({
         "row": args.row,
         "device": device_str,

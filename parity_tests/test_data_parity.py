@@ -20,9 +20,9 @@ REAL_COMPILE_ALL = flax_train.compile_all
 
 def torch_batches(monkeypatch, tmp_path, seed):
     seen = []
-    def spy(model, optimizer, images, labels):
+    def spy(model, optimizer, images, labels, **kwargs):
         seen.append(decode_indices(images.cpu().numpy()))
-        return REAL_TRAIN_STEP(model, optimizer, images, labels)
+        return REAL_TRAIN_STEP(model, optimizer, images, labels, **kwargs)
 
     monkeypatch.setattr(torch_train, "train_step", spy)
     config = TrainConfig("torch", epochs=EPOCHS, batch_size=BATCH, seed=seed, out_dir=str(tmp_path), quiet=True)

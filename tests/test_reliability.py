@@ -171,11 +171,11 @@ def test_divergence_keeps_the_last_good_checkpoint(framework, tmp_path, monkeypa
 
         real_step, calls = module.train_step, []
 
-        def poisoned(model, optimizer, images, labels):
+        def poisoned(model, optimizer, images, labels, **kwargs):
             calls.append(1)
             if len(calls) == 6:  # epoch 2, step 2
                 images = images * float("nan")
-            return real_step(model, optimizer, images, labels)
+            return real_step(model, optimizer, images, labels, **kwargs)
 
         monkeypatch.setattr(module, "train_step", poisoned)
         device = torch.device("cpu")
