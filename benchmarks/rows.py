@@ -144,7 +144,7 @@ def flax_rows(name: str, device_name: str, args):
     ds = load_fashion_mnist()
     x_all, y_all = flax_train.device_arrays(ds.train_images, ds.train_labels, placement)
     if name == "flax-naive":
-        state, k = placement.replicate(naive_flax(placement.devices[0])), 1
+        state, k = placement.replicate(naive_flax(placement.local_device)), 1
     else:
         state = flax_train.create_train_state(TrainConfig("flax"), placement)
         k = args.k or flax_train.STEPS_PER_DISPATCH.get(placement.platform, 1)

@@ -34,6 +34,11 @@ class Placement:
         return list(self.mesh.devices.flat)
 
     @property
+    def local_device(self):
+        """This process's first device of the mesh (where host-side values are built)."""
+        return next(d for d in self.devices if d.process_index == jax.process_index())
+
+    @property
     def platform(self) -> str:
         return self.devices[0].platform
 

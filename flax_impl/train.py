@@ -51,7 +51,7 @@ def create_train_state(config: TrainConfig, where: jax.Device | Placement) -> Tr
     """Parameters initialised from config.seed, and Adam with torch.optim.Adam's defaults."""
     model = Convnet(config.kernel_size, config.extra.get("init", "torch"))
     placement = where if isinstance(where, Placement) else None
-    with jax.default_device(placement.devices[0] if placement else where):
+    with jax.default_device(placement.local_device if placement else where):
         variables = model.init(jax.random.key(config.seed), jnp.zeros((1, 28, 28, 1), jnp.float32))
         tx = optax.adam(config.lr, b1=0.9, b2=0.999, eps=1e-8)
         state = TrainState.create(apply_fn=model.apply, params=variables["params"], tx=tx)

@@ -105,3 +105,22 @@ def test_torch_ddp_matches_one_process(procs, name, flags, single_runs, tmp_path
     assert f"x {procs} processes (DistributedDataParallel, gloo)" in config["device"]
     assert proc.stdout.count("final test accuracy") == 1  # rank 0 alone prints
     assert_same_training(single_runs["torch", name], out)
+
+
+def test_jax_two_processes_match_one_device(single_runs, tmp_path):
+    """Multi-host training, on one machine: 2 processes joined by jax.distributed.initialize (gloo)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "run"
+    procs = [subprocess.Popen([sys.executable, "-m", "flax_impl.train", *PER_STEP, "--out-dir", str(out),
+                               "--coordinator-address", f"127.0.0.1:{port}", "--num-processes", "2",
+                               "--process-id", str(i)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for i in range(2)]
+    outputs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in outputs]
+    assert "final test accuracy" in outputs[0][0] and "final test accuracy" not in outputs[1][0]
+    assert json.loads((out / "config.json").read_text())["device"].startswith("2 x cpu")
+    assert_same_training(single_runs["flax", "per_step"], out)
