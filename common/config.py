@@ -36,11 +36,15 @@ class TrainConfig:
         return asdict(self)
 
 
-def _positive_int(text: str) -> int:
+def _int(text: str) -> int:
     try:
-        value = int(text)
+        return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+
+
+def _positive_int(text: str) -> int:
+    value = _int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
     return value
@@ -57,10 +61,7 @@ def _positive_float(text: str) -> float:
 
 
 def _kernel_size(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    value = _int(text)
     if value not in VALID_KERNEL_SIZES:
         raise argparse.ArgumentTypeError(
             f"must be odd and leave spatial extent after both conv+pool stages: one of "
