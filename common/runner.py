@@ -41,13 +41,15 @@ class Run:
         self.records: list[dict] = []
         self.compile_seconds: float | None = None
         self._epoch_start = 0.0
+        self.checkpoint_path = Path(config.out_dir) / CHECKPOINT
+        self.checkpoint_epoch = 0
+        # Validate a --resume checkpoint before touching any file, so a refused resume loses nothing.
+        self._resume = load_training_checkpoint(self.checkpoint_path, config) if config.resume else None
         self.writer.write_config(
             {**config.to_dict(), "versions": versions, "device": device, "python": platform.python_version(),
              "machine": platform.machine(), "processor": platform.processor() or platform.machine()}
         )
         self.writer.start_metrics()
-        self.checkpoint_path = Path(config.out_dir) / CHECKPOINT
-        self.checkpoint_epoch = 0
         say(f"{framework} | " + " ".join(f"{k} {v}" for k, v in versions.items()) + f" | device {device}",
             self.config.quiet)
 
@@ -60,9 +62,9 @@ class Run:
 
     def load_resume_checkpoint(self) -> TrainingCheckpoint | None:
         """With --resume: the last complete epoch's state, whose metrics and timings this run takes over."""
-        if not self.config.resume:
+        ckpt = self._resume
+        if ckpt is None:
             return None
-        ckpt = load_training_checkpoint(self.checkpoint_path, self.config)
         self.records = list(ckpt.metrics)
         self.writer.restore(self.records, ckpt.timings)
         self.checkpoint_epoch = ckpt.epoch

@@ -109,6 +109,11 @@ def test_mismatched_resume_is_refused_naming_what_differs(framework, uninterrupt
     for name in ("epochs", "seed", "lr"):
         assert f"{name} (checkpoint" in msg
     assert "batch_size" not in msg
+    # Refused on the finished run itself: its files are left exactly as they were.
+    ref = uninterrupted[framework]
+    before = {name: (ref / name).read_bytes() for name in ("config.json", "metrics.jsonl", CHECKPOINT)}
+    one_line_error(cli(framework, *flags, "--out-dir", str(ref), "--resume"))
+    assert {name: (ref / name).read_bytes() for name in before} == before
 
 
 @pytest.mark.realdata
