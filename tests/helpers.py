@@ -70,3 +70,11 @@ def read_run_files(out_dir: Path) -> dict:
     for png in ("predictions.png", "curves.png"):
         assert (out_dir / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
     return out
+
+
+def tiny_run(train_main, tmp_path: Path, *flags: str) -> Path:
+    """One quick CLI run (1 epoch, 256 training and 128 test samples) of either trainer's main()."""
+    out = tmp_path / "run"
+    train_main(["--epochs", "1", "--train-size", "256", "--test-size", "128", "--out-dir", str(out), "--quiet",
+                *flags])
+    return out

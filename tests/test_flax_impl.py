@@ -13,7 +13,7 @@ from common.config import TrainConfig
 from flax_impl import train as flax_train
 from flax_impl.convert import flax_to_torch, torch_to_flax
 from flax_impl.model import Convnet, count_parameters, layer_outputs
-from tests.helpers import read_run_files, synthetic_dataset
+from tests.helpers import read_run_files, synthetic_dataset, tiny_run
 
 CPU = jax.devices("cpu")[0]
 
@@ -105,10 +105,7 @@ def test_scan_chunks_give_the_same_training_as_single_steps(tmp_path):
 
 
 def run_main(tmp_path, *flags):
-    out = tmp_path / "run"
-    flax_train.main(["--epochs", "1", "--train-size", "256", "--test-size", "128", "--out-dir", str(out),
-                     "--quiet", *flags])
-    return out
+    return tiny_run(flax_train.main, tmp_path, *flags)
 
 
 @pytest.mark.realdata

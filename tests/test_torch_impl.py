@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from common.arch import layer_shapes, param_counts, state_dict_shapes
 from common.config import TrainConfig
-from tests.helpers import read_run_files, synthetic_dataset
+from tests.helpers import read_run_files, synthetic_dataset, tiny_run
 from torch_impl import train as torch_train
 from torch_impl.model import Convnet, count_parameters
 
@@ -56,10 +56,7 @@ def test_one_step_changes_every_parameter_and_lowers_loss():
 
 
 def run_main(tmp_path, *flags):
-    out = tmp_path / "run"
-    torch_train.main(["--epochs", "1", "--train-size", "256", "--test-size", "128", "--out-dir", str(out),
-                      "--quiet", *flags])
-    return out
+    return tiny_run(torch_train.main, tmp_path, *flags)
 
 
 @pytest.mark.realdata
