@@ -78,6 +78,11 @@ class Placement:
         return text
 
 
+def as_placement(where: jax.Device | Placement) -> Placement:
+    """A Placement as it is, or one device as a one-device mesh (what tests and callers hand in)."""
+    return where if isinstance(where, Placement) else Placement(Mesh(np.array([where]), ("data",)))
+
+
 def make_placement(device: str = "auto", num_devices: int = 0) -> Placement:
     """auto: JAX's default platform; `platform:N` pins one device; otherwise the first `num_devices`
     devices of the platform (0: all of them, across hosts when initialised for several)."""

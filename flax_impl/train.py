@@ -20,7 +20,7 @@ from data import FashionMNIST, num_batches, to_float
 from data.batching import epoch_order
 from flax_impl.convert import flax_to_torch, torch_to_flax
 from flax_impl.model import INITS, Convnet, count_parameters
-from flax_impl.placement import DEVICES_HELP, Placement, initialize_distributed, make_placement
+from flax_impl.placement import DEVICES_HELP, Placement, as_placement, initialize_distributed, make_placement
 
 EVAL_BATCH_SIZE = 128  # evaluation only; larger batches ran slower on a 2-core CPU (2.0 s at 1000, 0.9 s at 128)
 # Steps fused into one dispatch (a lax.scan over a chunk of batches). Measured on a 2-core CPU:
@@ -50,12 +50,12 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
 def create_train_state(config: TrainConfig, where: jax.Device | Placement) -> TrainState:
     """Parameters initialised from config.seed, and Adam with torch.optim.Adam's defaults."""
     model = Convnet(config.kernel_size, config.extra.get("init", "torch"))
-    placement = where if isinstance(where, Placement) else None
-    with jax.default_device(placement.local_device if placement else where):
+    placement = as_placement(where)
+    with jax.default_device(placement.local_device):
         variables = model.init(jax.random.key(config.seed), jnp.zeros((1, 28, 28, 1), jnp.float32))
         tx = optax.adam(config.lr, b1=0.9, b2=0.999, eps=1e-8)
         state = TrainState.create(apply_fn=model.apply, params=variables["params"], tx=tx)
-    return placement.replicate(state) if placement else state
+    return placement.replicate(state)
 
 
 def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
@@ -114,16 +114,15 @@ def device_arrays(images: np.ndarray, labels: np.ndarray, where: jax.Device | Pl
     pad = -len(labels) % pad_to
     x = np.pad(to_float(images), ((0, pad), (0, 0), (0, 0)))[..., None]
     y = np.pad(labels.astype(np.int32), (0, pad), constant_values=-1)
-    if isinstance(where, Placement):
-        return where.put(x, where.replicated), where.put(y, where.replicated)
-    return jax.device_put(x, where), jax.device_put(y, where)
+    placement = as_placement(where)
+    return placement.put(x, placement.replicated), placement.put(y, placement.replicated)
 
 
 def zero_totals(where: jax.Device | Placement) -> dict:
     """Per-epoch sums on the device; first_bad is the global step of the first non-finite loss, or -1."""
     totals = {"loss_sum": np.zeros((), np.float32), "correct": np.zeros((), np.int32),
               "first_bad": np.full((), -1, np.int32)}
-    return where.replicate(totals) if isinstance(where, Placement) else jax.device_put(totals, where)
+    return as_placement(where).replicate(totals)
 
 
 def epoch_plan(n: int, batch_size: int, k: int) -> list[tuple[int, int]]:
@@ -203,7 +202,7 @@ def restore(state: TrainState, ckpt, placement: Placement) -> TrainState:
 
 def train_and_evaluate(config: TrainConfig, dataset: FashionMNIST, where: jax.Device | Placement) -> dict:
     """Train for config.epochs in the shared batch order, evaluating and checkpointing after every epoch."""
-    placement = where if isinstance(where, Placement) else make_placement(f"{where.platform}:{where.id}")
+    placement = as_placement(where)
     state = create_train_state(config, placement)
     k = steps_per_dispatch(config, placement.platform)
     run = Run(config, "flax", versions(), placement.describe())
@@ -257,7 +256,7 @@ def bad_step(totals: dict, first_step: int) -> int:
 
 def evaluate_checkpoint(config: TrainConfig, dataset: FashionMNIST, where: jax.Device | Placement) -> dict:
     """--eval-only: test accuracy of a model.safetensors from either framework."""
-    placement = where if isinstance(where, Placement) else make_placement(f"{where.platform}:{where.id}")
+    placement = as_placement(where)
     state = create_train_state(config, placement)
     params = placement.replicate(torch_to_flax(load_weights(config.checkpoint, config.kernel_size))["params"])
     state = state.replace(params=params)
