@@ -149,10 +149,15 @@ def flax_rows(name: str, device_name: str, args):
         state = flax_train.create_train_state(TrainConfig("flax"), placement)
         k = args.k or flax_train.STEPS_PER_DISPATCH.get(placement.platform, 1)
     holder = {"state": state, "totals": flax_train.zero_totals(placement)}
+    # The naive port gets XLA's defaults, flax_impl its own compiler options (compiled on first use).
+    step = flax_train.train_steps if name == "flax-naive" else None
 
     def run_step(idx):  # idx (k, 64): k steps in one dispatch
-        holder["state"], holder["totals"] = flax_train.train_steps(holder["state"], holder["totals"], x_all, y_all,
-                                                                  placement.put_batch(idx))
+        nonlocal step
+        if step is None:
+            step = flax_train.compile_train_steps(holder["state"], x_all, y_all, idx.shape, placement)
+        holder["state"], holder["totals"] = step(holder["state"], holder["totals"], x_all, y_all,
+                                                 placement.put_batch(idx))
 
     def grouped():
         batches = endless_batches(len(ds.train_labels))

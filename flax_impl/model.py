@@ -46,7 +46,7 @@ class Conv2d(nn.Module):
         kernel_init, bias_init = initializers(self.init_scheme, c * k * k)
         kernel = self.param("kernel", kernel_init, (k, k, c, self.features))
         bias = self.param("bias", bias_init, (self.features,))
-        return conv2d(x, kernel) + bias
+        return conv2d(x, kernel, bias)
 
 
 class Dense(nn.Module):

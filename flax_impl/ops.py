@@ -1,8 +1,13 @@
 """Two layers written for speed on XLA:CPU, with torch's exact gradient semantics.
 
-Measured on a 2-core CPU at batch 64 (see README, Performance): XLA's max-pool gradient
-(select_and_scatter) cost 22 ms of a 48 ms step, and its conv weight gradient 7.9 ms where
-k*k shifted matmuls take 3.7 ms. The forward passes are the plain XLA ops.
+Measured on a 2-core CPU at batch 64 (see README, Performance), with XLA's convolutions on its
+Eigen path (train.CPU_COMPILER_OPTIONS):
+- conv1 (one input channel) as one im2col matmul with the bias as a tenth column, its patches
+  kept for the weight gradient: 0.5 ms forward + 0.3 ms weight and bias gradient, where XLA's
+  convolution took 1.6 ms forward and its weight gradient plus a bias reduction 1.2 ms.
+- bias gradients as a ones-vector matmul: 0.13 ms where XLA's reduction took 0.7 ms.
+- max pool: the gradient routed by the first maximum's index (int8) saved in the forward pass,
+  0.4 ms where recomparing the window took 1.0 ms and XLA's select_and_scatter 22 ms.
 """
 
 from __future__ import annotations
@@ -14,33 +19,50 @@ from jax import lax
 _DIMS = ("NHWC", "HWIO", "NHWC")
 
 
-@jax.custom_vjp
-def conv2d(x: jax.Array, kernel: jax.Array) -> jax.Array:
-    """'VALID' stride-1 convolution, x (N, H, W, C) and kernel (k, k, C, F) -> (N, H-k+1, W-k+1, F)."""
+def _xla_conv(x, kernel):
     return lax.conv_general_dilated(x, kernel, (1, 1), "VALID", dimension_numbers=_DIMS)
 
 
-def _conv2d_fwd(x, kernel):
-    return conv2d(x, kernel), (x, kernel)
+def _single_channel_patches(x, k):
+    """(N, H, W, 1) -> (N*Ho*Wo, k*k + 1): the k*k taps of each output pixel, then a 1 for the bias."""
+    n, h, w, _ = x.shape
+    ho, wo = h - k + 1, w - k + 1
+    taps = [x[:, i : i + ho, j : j + wo, 0] for i in range(k) for j in range(k)]
+    return jnp.stack([*taps, jnp.ones((n, ho, wo), x.dtype)], axis=-1).reshape(-1, k * k + 1)
+
+
+def _conv2d_fwd(x, kernel, bias):
+    k, f = kernel.shape[0], kernel.shape[-1]
+    n, h, w, c = x.shape
+    if c == 1:
+        patches = _single_channel_patches(x, k)
+        weights = jnp.concatenate([kernel.reshape(k * k, f), bias[None]])  # (k*k + 1, F)
+        y = (patches @ weights).reshape(n, h - k + 1, w - k + 1, f)
+        return y, (x, kernel, patches)
+    return _xla_conv(x, kernel) + bias, (x, kernel, None)
+
+
+@jax.custom_vjp
+def conv2d(x: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Array:
+    """'VALID' stride-1 convolution plus bias: x (N, H, W, C), kernel (k, k, C, F), bias (F,) -> (N, H-k+1, W-k+1, F)."""
+    return _conv2d_fwd(x, kernel, bias)[0]
+
+
+def _sum_rows(g2):
+    """Column sums of (M, F) as a matmul with a row of ones."""
+    return (jnp.ones((1, g2.shape[0]), g2.dtype) @ g2)[0]
 
 
 def _conv2d_bwd(residuals, g):
-    x, kernel = residuals
-    k = kernel.shape[0]
-    n, ho, wo, f = g.shape
-    c = x.shape[-1]
-    # Input gradient: XLA's own transposed convolution is fast enough.
-    _, input_vjp = jax.vjp(lambda x_: lax.conv_general_dilated(x_, kernel, (1, 1), "VALID", dimension_numbers=_DIMS), x)
-    (dx,) = input_vjp(g)
-    # Weight gradient: one (C, N*Ho*Wo) @ (N*Ho*Wo, F) matmul per kernel tap.
-    g2 = g.reshape(-1, f)
-    if c == 1:  # one input channel: a single im2col matmul beats k*k skinny ones
-        patches = jnp.concatenate([x[:, i : i + ho, j : j + wo, :] for i in range(k) for j in range(k)], axis=-1)
-        dk = (patches.reshape(-1, k * k).T @ g2).reshape(k, k, 1, f)
-    else:
-        taps = [x[:, i : i + ho, j : j + wo, :].reshape(-1, c).T @ g2 for i in range(k) for j in range(k)]
-        dk = jnp.stack(taps).reshape(k, k, c, f)
-    return dx, dk
+    x, kernel, patches = residuals
+    k, f = kernel.shape[0], kernel.shape[-1]
+    g2 = g.reshape(-1, f)  # (N*Ho*Wo, F)
+    if patches is not None:
+        grads = patches.T @ g2  # (k*k + 1, F): weight rows, then the bias row
+        (dx,) = jax.vjp(lambda x_: _xla_conv(x_, kernel), x)[1](g)  # dropped by XLA when x needs no gradient
+        return dx, grads[:-1].reshape(kernel.shape), grads[-1]
+    dx, dk = jax.vjp(_xla_conv, x, kernel)[1](g)
+    return dx, dk, _sum_rows(g2)
 
 
 conv2d.defvjp(_conv2d_fwd, _conv2d_bwd)
@@ -54,34 +76,28 @@ def _windows(x):
     return x6[:, :, 0, :, 0], x6[:, :, 0, :, 1], x6[:, :, 1, :, 0], x6[:, :, 1, :, 1]
 
 
+def _max_pool_fwd(x):
+    a, b, c, d = _windows(x)
+    y = jnp.maximum(jnp.maximum(a, b), jnp.maximum(c, d))
+    # torch routes the whole gradient to the *first* maximum in scan order; XLA's reduce-max
+    # gradient would split ties, which happen often (flat background gives equal activations).
+    first = jnp.where(a == y, 0, jnp.where(b == y, 1, jnp.where(c == y, 2, 3))).astype(jnp.int8)
+    return y, (first, x.shape)
+
+
 @jax.custom_vjp
 def max_pool_2x2(x: jax.Array) -> jax.Array:
     """2x2 max pool, stride 2, floor (as torch.nn.MaxPool2d(2)): (N, H, W, C) -> (N, H//2, W//2, C)."""
-    a, b, c, d = _windows(x)
-    return jnp.maximum(jnp.maximum(a, b), jnp.maximum(c, d))
+    return _max_pool_fwd(x)[0]
 
 
-def _max_pool_fwd(x):
-    return max_pool_2x2(x), x
-
-
-def _max_pool_bwd(x, g):
-    # torch routes the whole gradient to the *first* maximum in scan order; XLA's reduce-max
-    # gradient would split ties, which happen often (flat background gives equal activations).
-    a, b, c, d = _windows(x)
-    pick_a = (a >= b) & (a >= c) & (a >= d)
-    pick_b = ~pick_a & (b >= c) & (b >= d)
-    pick_c = ~pick_a & ~pick_b & (c >= d)
-    pick_d = ~(pick_a | pick_b | pick_c)
-    zero = jnp.zeros_like(g)
-    ga, gb, gc, gd = (jnp.where(p, g, zero) for p in (pick_a, pick_b, pick_c, pick_d))
+def _max_pool_bwd(residuals, g):
+    first, shape = residuals
     n, h2, w2, ch = g.shape
-    top = jnp.stack([ga, gb], axis=3)  # (N, H2, W2, 2, C)
-    bottom = jnp.stack([gc, gd], axis=3)
-    dx = jnp.stack([top, bottom], axis=2).reshape(n, 2 * h2, 2 * w2, ch)
-    h, w = x.shape[1], x.shape[2]
-    dx = jnp.pad(dx, ((0, 0), (0, h - 2 * h2), (0, w - 2 * w2), (0, 0)))
-    return (dx,)
+    position = jnp.arange(4, dtype=jnp.int8).reshape(1, 1, 2, 1, 2, 1)  # window row, column
+    dx = jnp.where(first[:, :, None, :, None, :] == position, g[:, :, None, :, None, :], 0.0)
+    dx = dx.reshape(n, 2 * h2, 2 * w2, ch)
+    return (jnp.pad(dx, ((0, 0), (0, shape[1] - 2 * h2), (0, shape[2] - 2 * w2), (0, 0))),)
 
 
 max_pool_2x2.defvjp(_max_pool_fwd, _max_pool_bwd)

@@ -87,13 +87,15 @@ def test_conv_gradients_match_torch(channels):
     rng = np.random.default_rng(channels)
     x = rng.standard_normal((8, 13, 13, channels)).astype(np.float32)
     w = rng.standard_normal((3, 3, channels, 16)).astype(np.float32)
+    b = rng.standard_normal(16).astype(np.float32)
     g = rng.standard_normal((8, 11, 11, 16)).astype(np.float32)
-    y, vjp = jax.vjp(conv2d, jnp.asarray(x), jnp.asarray(w))
-    dx, dw = vjp(jnp.asarray(g))
+    y, vjp = jax.vjp(conv2d, jnp.asarray(x), jnp.asarray(w), jnp.asarray(b))
+    dx, dw, db = vjp(jnp.asarray(g))
     tx = torch.tensor(x.transpose(0, 3, 1, 2), requires_grad=True)
     tw = torch.tensor(w.transpose(3, 2, 0, 1), requires_grad=True)
-    ty = F.conv2d(tx, tw)
+    tb = torch.tensor(b, requires_grad=True)
+    ty = F.conv2d(tx, tw, tb)
     ty.backward(torch.tensor(g.transpose(0, 3, 1, 2)))
     for ours, theirs in ((to_nchw(y), ty.detach().numpy()), (to_nchw(dx), tx.grad.numpy()),
-                         (np.asarray(dw).transpose(3, 2, 0, 1), tw.grad.numpy())):
+                         (np.asarray(dw).transpose(3, 2, 0, 1), tw.grad.numpy()), (np.asarray(db), tb.grad.numpy())):
         assert np.abs(ours - theirs).max() <= 1e-5 * np.abs(theirs).max()
