@@ -55,7 +55,7 @@ def _sum_rows(g2):
 
 def _conv2d_bwd(residuals, g):
     x, kernel, patches = residuals
-    k, f = kernel.shape[0], kernel.shape[-1]
+    f = kernel.shape[-1]
     g2 = g.reshape(-1, f)  # (N*Ho*Wo, F)
     if patches is not None:
         grads = patches.T @ g2  # (k*k + 1, F): weight rows, then the bias row
