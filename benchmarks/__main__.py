@@ -29,7 +29,7 @@ def rows_for(accelerator: bool, with_compile: bool, devices: int) -> list[tuple[
     rows = [
         ("original example (torchvision + DataLoader + 2nd forward)", "torch-original", [], {}),
         ("torch_impl", "torch", [], {}),
-        ("torch_impl, channels_last", "torch-channels-last", [], {}),
+        ("torch_impl in NCHW (its default before channels_last on CPU)", "torch-nchw", [], {}),
     ]
     if with_compile or accelerator:
         rows.append(("torch_impl + torch.compile", "torch-compile", [], {}))

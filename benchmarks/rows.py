@@ -59,7 +59,6 @@ def torch_rows(name: str, device_name: str, args):
     import torch
 
     from torch_impl import train as torch_train
-    from torch_impl.model import Convnet
 
     from common.config import TrainConfig
 
@@ -68,7 +67,8 @@ def torch_rows(name: str, device_name: str, args):
     rank, world = config.extra.get("rank", 0), config.extra.get("world_size", 1)
     sync = (lambda: torch.cuda.synchronize()) if device.type == "cuda" else (lambda: None)
     torch.manual_seed(0)
-    model = Convnet(3).to(device)
+    nchw = name in ("torch-nchw", "torch-original")  # the original example knew nothing of channels_last
+    model = torch_train.build_model(3, device, torch.contiguous_format if nchw else None)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     net = model if world == 1 else torch.nn.parallel.DistributedDataParallel(
         model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -106,9 +106,6 @@ def torch_rows(name: str, device_name: str, args):
     ds = load_fashion_mnist()
     x_all, y_all = torch_train.to_device(ds.train_images, ds.train_labels, device)
     step = torch_train.train_step
-    if name == "torch-channels-last":
-        model = model.to(memory_format=torch.channels_last)
-        x_all = x_all.contiguous(memory_format=torch.channels_last)
     if name == "torch-compile":
         step = torch.compile(torch_train.train_step)
     if name == "torch-compile-cudagraphs":

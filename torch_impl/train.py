@@ -19,6 +19,9 @@ from data.batching import epoch_order
 from torch_impl.model import Convnet, count_parameters
 
 EVAL_BATCH_SIZE = 128  # evaluation only; larger batches ran slower on a 2-core CPU (2.0 s at 1000, 0.9 s at 128)
+# Memory format of the convolutions per device type: channels_last ran the CPU train step 1.05x-1.10x
+# faster than NCHW (benchmarks, 2-core CPU); unmeasured on CUDA and MPS, which keep NCHW.
+MEMORY_FORMATS = {"cpu": torch.channels_last}
 DEVICES_HELP = "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps"
 
 
@@ -61,6 +64,12 @@ def setup_device(config: TrainConfig) -> torch.device:
     dist.init_process_group(backend)
     config.extra.update(rank=dist.get_rank(), world_size=dist.get_world_size())
     return device
+
+
+def build_model(kernel_size: int, device: torch.device, memory_format: torch.memory_format | None = None) -> Convnet:
+    """The model on the device, in the memory format that trains fastest there (weights as seeded)."""
+    memory_format = memory_format or MEMORY_FORMATS.get(device.type, torch.contiguous_format)
+    return Convnet(kernel_size).to(device, memory_format=memory_format)
 
 
 def rank_slice(idx: torch.Tensor, rank: int, world: int) -> torch.Tensor:
@@ -159,7 +168,7 @@ def restore(model: Convnet, optimizer: torch.optim.Adam, ckpt) -> None:
 def train_and_evaluate(config: TrainConfig, dataset: FashionMNIST, device: torch.device) -> dict:
     """Train for config.epochs in the shared batch order, evaluating and checkpointing after every epoch."""
     torch.manual_seed(config.seed)
-    model = Convnet(config.kernel_size).to(device)
+    model = build_model(config.kernel_size, device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     world = config.extra.get("world_size", 1)
     where = str(device) if world == 1 else f"{device} x {world} processes (DistributedDataParallel, {dist.get_backend()})"
@@ -208,7 +217,7 @@ def train_and_evaluate(config: TrainConfig, dataset: FashionMNIST, device: torch
 
 def evaluate_checkpoint(config: TrainConfig, dataset: FashionMNIST, device: torch.device) -> dict:
     """--eval-only: test accuracy of a model.safetensors from either framework."""
-    model = Convnet(config.kernel_size).to(device)
+    model = build_model(config.kernel_size, device)
     load_state_dict_numpy(model, load_weights(config.checkpoint, config.kernel_size))
     test_x, test_y = to_device(dataset.test_images, dataset.test_labels, device)
     loss, correct, _ = evaluate(model, test_x, test_y)
