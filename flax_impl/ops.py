@@ -23,6 +23,23 @@ def _xla_conv(x, kernel):
     return lax.conv_general_dilated(x, kernel, (1, 1), "VALID", dimension_numbers=_DIMS)
 
 
+def _conv_input_grad(g, kernel):
+    """dL/dx of a 'VALID' convolution: g padded by k-1 on every side, convolved with the flipped kernel."""
+    k = kernel.shape[0]
+    g = jnp.pad(g, ((0, 0), (k - 1, k - 1), (k - 1, k - 1), (0, 0)))
+    return _xla_conv(g, jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2))  # kernel (k, k, F, C)
+
+
+def _conv_kernel_grad(x, g):
+    """dL/dkernel of a 'VALID' convolution: a convolution over the batch, the batch as the features.
+
+    XLA derives the same from jax.vjp, but inside a lax.scan its layouts left the op off the Eigen
+    path (94 ms instead of 2.3 ms per step); written out, it is an ordinary NHWC/HWIO convolution.
+    """
+    dk = _xla_conv(x.transpose(3, 1, 2, 0), g.transpose(1, 2, 0, 3))  # (C, k, k, N) * (Ho, Wo, N, F) -> (C, k, k, F)
+    return dk.transpose(1, 2, 0, 3)
+
+
 def _single_channel_patches(x, k):
     """(N, H, W, 1) -> (N*Ho*Wo, k*k + 1): the k*k taps of each output pixel, then a 1 for the bias."""
     n, h, w, _ = x.shape
@@ -59,10 +76,9 @@ def _conv2d_bwd(residuals, g):
     g2 = g.reshape(-1, f)  # (N*Ho*Wo, F)
     if patches is not None:
         grads = patches.T @ g2  # (k*k + 1, F): weight rows, then the bias row
-        (dx,) = jax.vjp(lambda x_: _xla_conv(x_, kernel), x)[1](g)  # dropped by XLA when x needs no gradient
+        dx = _conv_input_grad(g, kernel)  # dropped by XLA when x needs no gradient
         return dx, grads[:-1].reshape(kernel.shape), grads[-1]
-    dx, dk = jax.vjp(_xla_conv, x, kernel)[1](g)
-    return dx, dk, _sum_rows(g2)
+    return _conv_input_grad(g, kernel), _conv_kernel_grad(x, g), _sum_rows(g2)
 
 
 conv2d.defvjp(_conv2d_fwd, _conv2d_bwd)
