@@ -1,7 +1,7 @@
 """Two layers written for speed on XLA:CPU, with torch's exact gradient semantics.
 
 Measured on a 2-core CPU at batch 64 (see README, Performance), with XLA's convolutions on its
-Eigen path (train.CPU_COMPILER_OPTIONS):
+Eigen path (train.COMPILER_OPTIONS):
 - conv1 (one input channel) as one im2col matmul with the bias as a tenth column, its patches
   kept for the weight gradient: 0.5 ms forward + 0.3 ms weight and bias gradient, where XLA's
   convolution took 1.6 ms forward and its weight gradient plus a bias reduction 1.2 ms.

@@ -24,7 +24,7 @@ from flax_impl.placement import DEVICES_HELP, Placement, as_placement, initializ
 
 EVAL_BATCH_SIZE = 128  # evaluation only; larger batches ran slower on a 2-core CPU (2.0 s at 1000, 0.9 s at 128)
 # Steps fused into one dispatch (a lax.scan over a chunk of batches). Measured on a 2-core CPU:
-# one jitted step per dispatch is fastest there (a scan of 16 steps ran at 0.7x-0.8x); on an
+# one jitted step per dispatch is fastest there (a scan of 16 steps ran at 0.94x); on an
 # accelerator, per-step dispatch overhead dominates this small model, so fuse many steps.
 STEPS_PER_DISPATCH = {"cpu": 1, "gpu": 64, "tpu": 64}
 # XLA options per backend. JAX 0.10 hands XLA:CPU's forward convolutions to YNNPACK, which ran
