@@ -74,11 +74,11 @@ def _conv2d_bwd(residuals, g):
     x, kernel, patches = residuals
     f = kernel.shape[-1]
     g2 = g.reshape(-1, f)  # (N*Ho*Wo, F)
+    dx = _conv_input_grad(g, kernel)  # dropped by XLA when x needs no gradient (conv1)
     if patches is not None:
         grads = patches.T @ g2  # (k*k + 1, F): weight rows, then the bias row
-        dx = _conv_input_grad(g, kernel)  # dropped by XLA when x needs no gradient
         return dx, grads[:-1].reshape(kernel.shape), grads[-1]
-    return _conv_input_grad(g, kernel), _conv_kernel_grad(x, g), _sum_rows(g2)
+    return dx, _conv_kernel_grad(x, g), _sum_rows(g2)
 
 
 conv2d.defvjp(_conv2d_fwd, _conv2d_bwd)
