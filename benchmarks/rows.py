@@ -140,14 +140,11 @@ def flax_rows(name: str, device_name: str, args):
     placement = make_placement(device_name, args.devices)
     ds = load_fashion_mnist()
     x_all, y_all = flax_train.device_arrays(ds.train_images, ds.train_labels, placement)
-    if name == "flax-naive":
-        state, k = placement.replicate(naive_flax(placement.local_device)), 1
-    else:
-        state = flax_train.create_train_state(TrainConfig("flax"), placement)
-        k = args.k or flax_train.STEPS_PER_DISPATCH.get(placement.platform, 1)
+    # Every variant through the trainer's own state, compiled step and compiler options.
+    state = flax_train.create_train_state(TrainConfig("flax", extra={"variant": args.variant}), placement)
+    k = args.k or flax_train.STEPS_PER_DISPATCH.get(placement.platform, 1)
     holder = {"state": state, "totals": flax_train.zero_totals(placement)}
-    # The naive port gets XLA's defaults, flax_impl its own compiler options (compiled on first use).
-    step = flax_train.train_steps if name == "flax-naive" else None
+    step = None
 
     def run_step(idx):  # idx (k, 64): k steps in one dispatch
         nonlocal step
@@ -164,28 +161,6 @@ def flax_rows(name: str, device_name: str, args):
     first, times = time_steps(run_step, grouped(), max(1, args.warmup // k), max(1, args.steps // k), args.repeats,
                               lambda: jax.block_until_ready(holder["totals"]))
     return (first, [t / k for t in times]), placement
-
-
-def naive_flax(device):
-    """A straight port: flax.linen.Conv and nn.max_pool, whose XLA:CPU gradients are slow."""
-    import jax
-    import jax.numpy as jnp
-    import optax
-    from flax import linen as nn
-    from flax.training.train_state import TrainState
-
-    class NaiveConvnet(nn.Module):
-        @nn.compact
-        def __call__(self, x):
-            x = nn.max_pool(nn.relu(nn.Conv(32, (3, 3), padding="VALID")(x)), (2, 2), (2, 2))
-            x = nn.max_pool(nn.relu(nn.Conv(64, (3, 3), padding="VALID")(x)), (2, 2), (2, 2))
-            x = jnp.transpose(x, (0, 3, 1, 2)).reshape(x.shape[0], -1)
-            return nn.Dense(10)(nn.relu(nn.Dense(128)(x)))
-
-    model = NaiveConvnet()
-    with jax.default_device(device):
-        params = model.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)))["params"]
-        return TrainState.create(apply_fn=model.apply, params=params, tx=optax.adam(1e-3))
 
 
 def flax_memory(placement) -> float | None:
@@ -241,6 +216,7 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--k", type=int, default=0, help="flax: steps per dispatch (0 = per backend)")
     parser.add_argument("--devices", type=int, default=1, help="flax: data-parallel over this many devices")
+    parser.add_argument("--variant", default="auto", help="flax: model variant (auto, idiomatic, cpu-tuned)")
     parser.add_argument("--size", type=int, default=2048, help="ceiling: matmul size")
     args = parser.parse_args(argv)
     if args.row.startswith("ceiling-"):

@@ -28,6 +28,7 @@ class TrainConfig:
     test_size: int | None = None
     eval_only: bool = False
     checkpoint: str | None = None
+    init_weights: str | None = None
     resume: bool = False
     overwrite: bool = False
     extra: dict = field(default_factory=dict)
@@ -104,6 +105,9 @@ def build_parser(framework: str, devices_help: str) -> argparse.ArgumentParser:
                         help="evaluate --checkpoint on the test set instead of training")
     parser.add_argument("--checkpoint", default=None,
                         help="a model.safetensors in torch state_dict layout (from either framework) for --eval-only")
+    parser.add_argument("--init-weights", default=None, metavar="PATH",
+                        help="start training from these weights (a model.safetensors from either framework) instead "
+                             "of the seeded initialisation; --seed still sets the batch order")
     return parser
 
 
@@ -112,6 +116,10 @@ def parse_config(parser: argparse.ArgumentParser, framework: str, argv: list[str
     args = vars(parser.parse_args(argv))
     if args["eval_only"] and not args["checkpoint"]:
         parser.error("--eval-only needs --checkpoint PATH")
+    if args["checkpoint"] and not args["eval_only"]:
+        parser.error("--checkpoint is read by --eval-only only; to train from saved weights use --init-weights PATH")
+    if args["eval_only"] and args["init_weights"]:
+        parser.error("--init-weights starts a training run; --eval-only evaluates --checkpoint instead")
     known = set(TrainConfig.__dataclass_fields__)
     extra = {k: v for k, v in args.items() if k not in known}
     return TrainConfig(framework=framework, extra=extra, **{k: v for k, v in args.items() if k in known})

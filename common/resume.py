@@ -26,7 +26,8 @@ FORMAT = "fashion-parity-training-checkpoint/1"
 GROUPS = ("model", "adam.exp_avg", "adam.exp_avg_sq")
 # What must match for a resumed run to continue the same training (steps_per_dispatch does not
 # change the math, so it may differ).
-RESUME_KEYS = ("framework", "epochs", "lr", "batch_size", "kernel_size", "seed", "train_size", "test_size", "init")
+RESUME_KEYS = ("framework", "epochs", "lr", "batch_size", "kernel_size", "seed", "train_size", "test_size", "init",
+               "init_weights")
 RUN_FILES = ("config.json", "metrics.jsonl", "timings.json", "summary.json", "model.safetensors",
              "predictions.png", "curves.png", CHECKPOINT)
 

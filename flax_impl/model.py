@@ -1,4 +1,12 @@
-"""The JAX twin: the same convnet as torch_impl.model, in Flax Linen (NHWC inside)."""
+"""The JAX twin of torch_impl.model in plain Flax Linen: Flax's own layers, NHWC inside.
+
+Read it next to torch_impl/model.py; layer for layer:
+- nn.Conv2d(1, 32, k)  -> nn.Conv(32, (k, k), padding="VALID")   (in-channels come from the input)
+- nn.MaxPool2d(2)      -> nn.max_pool(x, (2, 2), strides=(2, 2))   (floor, like torch)
+- nn.Flatten()         -> transpose NHWC to NCHW, then reshape      (so dense1's weights map by a transpose)
+- nn.LazyLinear(128)   -> nn.Dense(128)                             (Flax layers are all lazy in their inputs)
+- torch's default init -> variance_scaling(1/3, "fan_in", "uniform") kernels, U(+-1/sqrt(fan_in)) biases
+"""
 
 from __future__ import annotations
 
@@ -8,15 +16,18 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from common.arch import CONV1_CHANNELS, CONV2_CHANNELS, HIDDEN, NUM_CLASSES, spatial_sizes
-from flax_impl.ops import conv2d, max_pool_2x2
+from common.arch import CONV1_CHANNELS, CONV2_CHANNELS, HIDDEN, NUM_CLASSES, flat_features, spatial_sizes
 
 INITS = ("torch", "flax")
 
+# torch's default weight init, kaiming_uniform(a=sqrt(5)), is U(-b, b) with b = 1/sqrt(fan_in):
+# a uniform of variance 1 / (3 fan_in), which is exactly this Flax initializer.
+torch_kernel_init = nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform")
 
-def torch_uniform(fan_in: int):
-    """U(-1/sqrt(fan_in), 1/sqrt(fan_in)): torch's default for weights (kaiming_uniform, a=sqrt(5)) and biases."""
-    bound = 1.0 / math.sqrt(fan_in)
+
+def torch_bias_init(fan_in: int):
+    """torch's default bias init, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in being the layer's weight's."""
+    bound = 1 / math.sqrt(fan_in)
 
     def init(key, shape, dtype=jnp.float32):
         return jax.random.uniform(key, shape, dtype, -bound, bound)
@@ -24,43 +35,13 @@ def torch_uniform(fan_in: int):
     return init
 
 
-def initializers(init: str, fan_in: int):
-    """(kernel_init, bias_init) for a layer with this fan-in."""
-    if init == "torch":
-        return torch_uniform(fan_in), torch_uniform(fan_in)
-    if init == "flax":
-        return nn.initializers.lecun_normal(), nn.initializers.zeros_init()
-    raise ValueError(f"unknown init {init!r}; use one of {INITS}")
-
-
-class Conv2d(nn.Module):
-    """'VALID' stride-1 conv with params named like nn.Conv's (kernel HWIO, bias)."""
-
-    features: int
-    kernel_size: int
-    init_scheme: str = "torch"
-
-    @nn.compact
-    def __call__(self, x):  # (N, H, W, C)
-        k, c = self.kernel_size, x.shape[-1]
-        kernel_init, bias_init = initializers(self.init_scheme, c * k * k)
-        kernel = self.param("kernel", kernel_init, (k, k, c, self.features))
-        bias = self.param("bias", bias_init, (self.features,))
-        return conv2d(x, kernel, bias)
-
-
-class Dense(nn.Module):
-    """A dense layer with params named like nn.Dense's (kernel (in, out), bias); its init may need the fan-in."""
-
-    features: int
-    init_scheme: str = "torch"
-
-    @nn.compact
-    def __call__(self, x):  # (N, in)
-        kernel_init, bias_init = initializers(self.init_scheme, x.shape[-1])
-        kernel = self.param("kernel", kernel_init, (x.shape[-1], self.features))
-        bias = self.param("bias", bias_init, (self.features,))
-        return x @ kernel + bias
+def initializers(scheme: str, fan_in: int) -> dict:
+    """kernel_init and bias_init for a layer: torch's defaults, or Flax's own (lecun_normal, zeros)."""
+    if scheme == "torch":
+        return {"kernel_init": torch_kernel_init, "bias_init": torch_bias_init(fan_in)}
+    if scheme == "flax":
+        return {}
+    raise ValueError(f"unknown init {scheme!r}; use one of {INITS}")
 
 
 class Convnet(nn.Module):
@@ -70,35 +51,24 @@ class Convnet(nn.Module):
     init_scheme: str = "torch"
 
     def setup(self):
-        spatial_sizes(self.conv2d_kernel_size)  # a clear ValueError for a kernel that leaves no spatial extent
-        self.conv1 = Conv2d(CONV1_CHANNELS, self.conv2d_kernel_size, self.init_scheme)
-        self.conv2 = Conv2d(CONV2_CHANNELS, self.conv2d_kernel_size, self.init_scheme)
-        self.dense1 = Dense(HIDDEN, self.init_scheme)
-        self.dense2 = Dense(NUM_CLASSES, self.init_scheme)
+        k = self.conv2d_kernel_size
+        spatial_sizes(k)  # a clear ValueError for a kernel that leaves no spatial extent
+        init = self.init_scheme
+        self.conv1 = nn.Conv(CONV1_CHANNELS, (k, k), padding="VALID", **initializers(init, 1 * k * k))
+        self.conv2 = nn.Conv(CONV2_CHANNELS, (k, k), padding="VALID", **initializers(init, CONV1_CHANNELS * k * k))
+        self.dense1 = nn.Dense(HIDDEN, **initializers(init, flat_features(k)))
+        self.dense2 = nn.Dense(NUM_CLASSES, **initializers(init, HIDDEN))
 
     def __call__(self, x):  # (N, 28, 28, 1) float32 in [0, 1]
-        x = self.sow_as("conv1", nn.relu(self.conv1(x)))  # (N, 26, 26, 32) at k = 3
-        x = self.sow_as("pool1", max_pool_2x2(x))  # (N, 13, 13, 32)
-        x = self.sow_as("conv2", nn.relu(self.conv2(x)))  # (N, 11, 11, 64)
-        x = self.sow_as("pool2", max_pool_2x2(x))  # (N, 5, 5, 64)
-        # Flatten channel-major, as torch does on NCHW, so dense1's weights map by a plain transpose.
-        x = self.sow_as("flatten", jnp.transpose(x, (0, 3, 1, 2)).reshape(x.shape[0], -1))  # (N, 1600)
-        x = self.sow_as("dense1", nn.relu(self.dense1(x)))  # (N, 128)
-        return self.sow_as("dense2", self.dense2(x))  # (N, 10) logits
+        x = self.pool(nn.relu(self.conv1(x)))  # (N, 26, 26, 32) -> (N, 13, 13, 32) at k = 3
+        x = self.pool(nn.relu(self.conv2(x)))  # (N, 11, 11, 64) -> (N, 5, 5, 64)
+        x = x.transpose(0, 3, 1, 2).reshape(x.shape[0], -1)  # (N, 1600), channel-major as torch flattens NCHW
+        x = nn.relu(self.dense1(x))  # (N, 128)
+        return self.dense2(x)  # (N, 10) logits
 
-    def sow_as(self, name: str, x):
-        """Record a layer's output when 'intermediates' is mutable (shape tests); free otherwise."""
-        self.sow("intermediates", f"{name}{_OUT}", x)
-        return x
-
-
-_OUT = "_out"  # sown names must differ from the submodules' names
-
-
-def layer_outputs(model: Convnet, variables, x) -> dict[str, jax.Array]:
-    """Every layer's output by name (conv1, pool1, ..., dense2) for an input batch (N, 28, 28, 1)."""
-    _, state = model.apply(variables, x, mutable=["intermediates"])
-    return {name.removesuffix(_OUT): values[0] for name, values in state["intermediates"].items()}
+    def pool(self, x):
+        """MaxPool2d(2): 2x2 windows, stride 2, odd edges dropped."""
+        return nn.max_pool(x, (2, 2), strides=(2, 2))
 
 
 def count_parameters(params) -> int:

@@ -19,8 +19,9 @@ from common.runner import NONFINITE_CHECK_EVERY, Run, cli, report_eval
 from data import FashionMNIST, num_batches, to_float
 from data.batching import epoch_order
 from flax_impl.convert import flax_to_torch, torch_to_flax
-from flax_impl.model import INITS, Convnet, count_parameters
+from flax_impl.model import INITS, count_parameters
 from flax_impl.placement import DEVICES_HELP, Placement, as_placement, initialize_distributed, make_placement
+from flax_impl.variants import VARIANT_CHOICES, build_model, resolve_variant
 
 EVAL_BATCH_SIZE = 128  # evaluation only; larger batches ran slower on a 2-core CPU (2.0 s at 1000, 0.9 s at 128)
 # Steps fused into one dispatch (a lax.scan over a chunk of batches). Measured on a 2-core CPU:
@@ -43,7 +44,9 @@ def setup_placement(config: TrainConfig) -> Placement:
     extra = config.extra
     initialize_distributed(extra.get("coordinator_address"), extra.get("num_processes"), extra.get("process_id"))
     config.extra["rank"] = jax.process_index()
-    return make_placement(config.device, extra.get("num_devices") or 0)
+    placement = make_placement(config.device, extra.get("num_devices") or 0)
+    config.extra["variant"] = resolve_variant(extra.get("variant", "auto"), placement.platform)
+    return placement
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
@@ -51,14 +54,30 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
     return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
 
 
+def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
+    """torch.optim.Adam at its defaults; inject_hyperparams keeps them readable in opt_state.hyperparams."""
+    return optax.adam(learning_rate=config.lr, b1=0.9, b2=0.999, eps=1e-8)
+
+
+def model_variant(config: TrainConfig, platform: str) -> str:
+    return resolve_variant(config.extra.get("variant", "auto"), platform)
+
+
 def create_train_state(config: TrainConfig, where: jax.Device | Placement) -> TrainState:
-    """Parameters initialised from config.seed, and Adam with torch.optim.Adam's defaults."""
-    model = Convnet(config.kernel_size, config.extra.get("init", "torch"))
+    """Parameters initialised from config.seed (or config.init_weights) and the optimizer's state."""
     placement = as_placement(where)
+    model = build_model(model_variant(config, placement.platform), config.kernel_size, config.extra.get("init", "torch"))
+    tx = make_optimizer(config)
+
+    def init(key):
+        params = model.init(key, jnp.zeros((1, 28, 28, 1), jnp.float32))["params"]
+        return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+
+    # One jit: op by op, init compiled ~70 small XLA programs (7 s of a 25 s one-epoch run on a 2-core CPU).
     with jax.default_device(placement.local_device):
-        variables = model.init(jax.random.key(config.seed), jnp.zeros((1, 28, 28, 1), jnp.float32))
-        tx = optax.adam(config.lr, b1=0.9, b2=0.999, eps=1e-8)
-        state = TrainState.create(apply_fn=model.apply, params=variables["params"], tx=tx)
+        state = jax.jit(init)(jax.random.key(config.seed))
+    if config.init_weights:
+        state = state.replace(params=torch_to_flax(load_weights(config.init_weights, config.kernel_size))["params"])
     return placement.replicate(state)
 
 
@@ -194,9 +213,14 @@ def steps_per_dispatch(config: TrainConfig, platform: str) -> int:
     return config.extra.get("steps_per_dispatch") or STEPS_PER_DISPATCH.get(platform, 1)
 
 
+def adam_state(state: TrainState) -> optax.ScaleByAdamState:
+    """Adam's step count and moment estimates, found by name in the optimizer's state."""
+    return optax.tree_utils.tree_get(state.opt_state, "ScaleByAdamState")
+
+
 def adam_state_numpy(state: TrainState) -> tuple[int, dict, dict]:
     """Adam's step count and moment estimates in torch's layout and names, as NumPy."""
-    adam = state.opt_state[0]
+    adam = adam_state(state)
     return (int(adam.count), flax_to_torch(jax.device_get({"params": adam.mu})),
             flax_to_torch(jax.device_get({"params": adam.nu})))
 
@@ -206,11 +230,13 @@ def restore(state: TrainState, ckpt, placement: Placement) -> TrainState:
     def put(tree):
         return placement.replicate(torch_to_flax(tree)["params"])
 
-    def count():  # a buffer each: state.step and Adam's count are donated separately
+    def count():  # a buffer each: the counts are donated separately
         return placement.put(np.asarray(ckpt.adam_step, np.int32), placement.replicated)
 
-    adam = state.opt_state[0]._replace(count=count(), mu=put(ckpt.exp_avg), nu=put(ckpt.exp_avg_sq))
-    return state.replace(step=count(), params=put(ckpt.weights), opt_state=(adam, *state.opt_state[1:]))
+    adam = adam_state(state)._replace(count=count(), mu=put(ckpt.exp_avg), nu=put(ckpt.exp_avg_sq))
+    opt_state = optax.tree_utils.tree_set(state.opt_state, ScaleByAdamState=adam)
+
+    return state.replace(step=count(), params=put(ckpt.weights), opt_state=opt_state)
 
 
 def train_and_evaluate(config: TrainConfig, dataset: FashionMNIST, where: jax.Device | Placement) -> dict:
@@ -219,8 +245,10 @@ def train_and_evaluate(config: TrainConfig, dataset: FashionMNIST, where: jax.De
     state = create_train_state(config, placement)
     k = steps_per_dispatch(config, placement.platform)
     run = Run(config, "flax", versions(), placement.describe())
+    variant = model_variant(config, placement.platform)
     summary = "\n".join(
-        [f"Convnet(conv2d_kernel_size={config.kernel_size}, init={config.extra.get('init', 'torch')!r}), NHWC"]
+        [f"{type(build_model(variant)).__name__}(conv2d_kernel_size={config.kernel_size}, "
+         f"init={config.extra.get('init', 'torch')!r}), NHWC; variant {variant} (--variant)"]
         + [f"  ({layer}): " + ", ".join(f"{name} {tuple(a.shape)}" for name, a in params.items())
            for layer, params in state.params.items()])
     run.describe_model(summary, count_parameters(state.params), dataset)
@@ -283,6 +311,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser("flax", DEVICES_HELP)
     parser.add_argument("--init", choices=INITS, default="torch",
                         help="initialisation: torch's default distributions, or Flax's (lecun_normal, zero bias)")
+    parser.add_argument("--variant", choices=VARIANT_CHOICES, default="auto",
+                        help="the model: idiomatic (flax_impl/model.py: nn.Conv, nn.max_pool), cpu-tuned (the same "
+                             "parameters, custom-VJP ops measured faster on XLA:CPU; reverse-mode AD only), or auto: "
+                             "the faster on this backend (cpu-tuned on the CPU, idiomatic elsewhere)")
     parser.add_argument("--steps-per-dispatch", type=int, default=0,
                         help="train steps fused into one jitted lax.scan; 0 = per backend "
                              f"({', '.join(f'{k} {v}' for k, v in STEPS_PER_DISPATCH.items())})")

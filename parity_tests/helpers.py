@@ -1,16 +1,28 @@
-"""Helpers shared by the parity tests."""
+"""Helpers shared by the parity tests: models and states built by the trainers' own factories."""
 
 from __future__ import annotations
 
+import jax
 import torch
 
+from common.config import TrainConfig
+from flax_impl import train as flax_train
 from flax_impl.convert import torch_to_flax
-from torch_impl.model import Convnet as TorchConvnet
-from torch_impl.train import state_dict_numpy
+from flax_impl.variants import VARIANTS
+from torch_impl import train as torch_train
+
+CPU_TORCH = torch.device("cpu")
+CPU_JAX = jax.devices("cpu")[0]
+FLAX_VARIANTS = list(VARIANTS)  # every model a user can select with --variant
 
 
 def torch_model_and_flax_params(k: int = 3, seed: int = 0):
-    """A torch model with seeded default init, and the same weights as Flax params."""
-    torch.manual_seed(seed)
-    model = TorchConvnet(k)
-    return model, torch_to_flax(state_dict_numpy(model))
+    """torch_impl's model as its trainer creates it (seeded init), and the same weights as Flax params."""
+    model = torch_train.create_model(TrainConfig("torch", kernel_size=k, seed=seed), CPU_TORCH)
+    return model, torch_to_flax(torch_train.state_dict_numpy(model))
+
+
+def flax_state(variant: str, k: int = 3, seed: int = 0, **config):
+    """flax_impl's train state as its trainer creates it, for one model variant."""
+    return flax_train.create_train_state(
+        TrainConfig("flax", kernel_size=k, seed=seed, extra={"variant": variant}, **config), CPU_JAX)

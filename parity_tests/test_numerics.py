@@ -1,4 +1,5 @@
-"""(3) Forward and (4) gradients: the same weights give the same logits, loss and gradients."""
+"""(3) Forward and (4) gradients: the same weights give the same logits, loss and gradients, in every
+model variant a user can select and at every supported kernel size."""
 
 from __future__ import annotations
 
@@ -9,17 +10,24 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from common.arch import VALID_KERNEL_SIZES
 from data import to_float
+from flax_impl import train as flax_train
 from flax_impl.convert import flax_to_torch
-from flax_impl.model import Convnet as FlaxConvnet
-from flax_impl.model import layer_outputs
-from flax_impl.train import cross_entropy
-from parity_tests.helpers import torch_model_and_flax_params
+from flax_impl.cpu_tuned import conv2d
+from flax_impl.variants import build_model, layer_outputs
+from parity_tests.helpers import FLAX_VARIANTS, torch_model_and_flax_params
+from torch_impl import train as torch_train
 
 pytestmark = pytest.mark.realdata
 
 FORWARD_ATOL = 1e-5  # the issue's bound on logits
 GRAD_RTOL = 1e-5  # max |diff| / max |torch grad|, per tensor
+# One measured exception: XLA:CPU's own convolution weight gradient for conv1 (one input channel)
+# sums N*Ho*Wo = 36,864 products per tap at k = 5 less accurately: against a float64 reference,
+# 9.5e-5 at k = 5 and 5.3e-4 at k = 7 (torch's float32: <= 1.7e-6; the cpu-tuned im2col matmul:
+# <= 4.2e-7). The same math, rounded worse; a porting bug moves gradients by O(1). Bound 2e-3.
+XLA_CPU_CONV1_WGRAD_RTOL = 2e-3
 
 
 def to_nchw(a):
@@ -27,13 +35,17 @@ def to_nchw(a):
     return a.transpose(0, 3, 1, 2) if a.ndim == 4 else a
 
 
+@pytest.mark.parametrize("variant", FLAX_VARIANTS)
 @pytest.mark.parametrize("k", [3, 5])
-def test_same_logits_and_predictions_on_real_test_images(real_data, k):
+def test_same_logits_and_predictions_on_real_test_images(real_data, k, variant):
     torch_model, flax_vars = torch_model_and_flax_params(k, seed=1)
     x = to_float(real_data.test_images[:1000])
     with torch.no_grad():
         t = torch_model.layer_outputs(torch.from_numpy(x)[:, None])
-    f = layer_outputs(FlaxConvnet(k), flax_vars, jnp.asarray(x[..., None]))
+    model = build_model(variant, k)
+    f = layer_outputs(model, flax_vars, jnp.asarray(x[..., None]))
+    # Recorded from the model's own forward pass: the last layer is what apply returns.
+    np.testing.assert_array_equal(f["dense2"], model.apply(flax_vars, jnp.asarray(x[..., None])))
     # Layer by layer, so a drift names the layer that causes it (e.g. the flatten order).
     for name in t:
         diff = np.abs(t[name].numpy() - to_nchw(f[name])).max()
@@ -41,18 +53,22 @@ def test_same_logits_and_predictions_on_real_test_images(real_data, k):
     np.testing.assert_array_equal(t["dense2"].numpy().argmax(1), np.asarray(f["dense2"]).argmax(1))
 
 
-def test_same_loss_and_gradients_on_a_real_batch(real_batch):
+@pytest.mark.parametrize("variant", FLAX_VARIANTS)
+@pytest.mark.parametrize("k", VALID_KERNEL_SIZES)
+def test_same_loss_and_gradients_on_a_real_batch(real_batch, k, variant):
+    """Each trainer's own loss function, differentiated by its own framework."""
     images, labels = real_batch
-    torch_model, flax_vars = torch_model_and_flax_params(3, seed=2)
-    loss_t = F.cross_entropy(torch_model(torch.from_numpy(images)[:, None]), torch.from_numpy(labels))
+    torch_model, flax_vars = torch_model_and_flax_params(k, seed=2)
+    logits_t = torch_model(torch.from_numpy(images)[:, None])
+    loss_t = torch_train.cross_entropy(logits_t, torch.from_numpy(labels)).mean()
     loss_t.backward()
     grads_t = {n: p.grad.numpy() for n, p in torch_model.named_parameters()}
 
-    model = FlaxConvnet(3)
+    model = build_model(variant, k)
 
     def loss_fn(params):
         logits = model.apply({"params": params}, jnp.asarray(images[..., None]))
-        return cross_entropy(logits, jnp.asarray(labels)).mean()
+        return flax_train.cross_entropy(logits, jnp.asarray(labels)).mean()
 
     loss_f, grads = jax.value_and_grad(loss_fn)(flax_vars["params"])
     assert abs(float(loss_f) - loss_t.item()) <= 1e-6 * abs(loss_t.item())
@@ -60,18 +76,26 @@ def test_same_loss_and_gradients_on_a_real_batch(real_batch):
     assert set(grads_f) == set(grads_t)
     for name, gt in grads_t.items():
         rel = np.abs(grads_f[name] - gt).max() / np.abs(gt).max()
-        assert rel <= GRAD_RTOL, f"{name}: relative gradient difference {rel:.3g}"
+        bound = XLA_CPU_CONV1_WGRAD_RTOL if (variant, name) == ("idiomatic", "conv1.weight") else GRAD_RTOL
+        assert rel <= bound, f"k={k} {name}: relative gradient difference {rel:.3g}"
 
 
-def test_max_pool_routes_gradient_like_torch_on_ties():
+def model_pool(variant: str):
+    """The pool the model itself calls (its `pool` method), as a function of the input."""
+    model = build_model(variant)
+    return lambda x: model.apply({}, x, method="pool")
+
+
+@pytest.mark.parametrize("variant", FLAX_VARIANTS)
+def test_max_pool_routes_gradient_like_torch_on_ties(variant):
     """Exact ties are common (flat background gives equal activations): torch sends the whole
-    gradient to the first maximum of each window, XLA's reduce-max would split it."""
-    from flax_impl.ops import max_pool_2x2
-
+    gradient to the first maximum of each window; each variant's pool must do the same, bit for
+    bit. (The whole-model gradient test cannot see this: tied windows mostly sit on identical
+    input patches, whose weight gradients are the same whichever maximum gets them.)"""
     rng = np.random.default_rng(0)
     x = np.round(rng.random((4, 11, 11, 3)) * 2).astype(np.float32)  # values in {0, 1, 2}: many ties
     g = rng.random((4, 5, 5, 3)).astype(np.float32)
-    y, vjp = jax.vjp(max_pool_2x2, jnp.asarray(x))
+    y, vjp = jax.vjp(model_pool(variant), jnp.asarray(x))
     (dx,) = vjp(jnp.asarray(g))
     tx = torch.tensor(x.transpose(0, 3, 1, 2), requires_grad=True)
     ty = F.max_pool2d(tx, 2)
@@ -81,9 +105,7 @@ def test_max_pool_routes_gradient_like_torch_on_ties():
 
 
 @pytest.mark.parametrize("channels", [1, 32])
-def test_conv_gradients_match_torch(channels):
-    from flax_impl.ops import conv2d
-
+def test_cpu_tuned_conv_gradients_match_torch(channels):
     rng = np.random.default_rng(channels)
     x = rng.standard_normal((8, 13, 13, channels)).astype(np.float32)
     w = rng.standard_normal((3, 3, channels, 16)).astype(np.float32)

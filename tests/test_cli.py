@@ -27,10 +27,14 @@ BAD_FLAGS = [
     (["--device", "quantum"], "--device"),
     (["--eval-only"], "--checkpoint"),
     (["--resume", "--overwrite"], "--overwrite"),
+    (["--checkpoint", "model.safetensors"], "--init-weights"),
+    (["--eval-only", "--checkpoint", "a.safetensors", "--init-weights", "b.safetensors"], "--init-weights"),
 ]
-FRAMEWORK_BAD_FLAGS = {"torch": [], "flax": [(["--init", "xavier"], "--init"), (["--num-devices", "99"], "--num-devices")]}
+FRAMEWORK_BAD_FLAGS = {"torch": [], "flax": [(["--init", "xavier"], "--init"), (["--num-devices", "99"], "--num-devices"),
+                                              (["--variant", "fast"], "--variant")]}
 DEFAULTS = ["(default: 10)", "(default: 0.001)", "(default: 64)", "(default: 3)", "(default: 0)", "(default: auto)"]
-FRAMEWORK_DEFAULTS = {"torch": ["(default: runs/torch)"], "flax": ["(default: runs/flax)", "(default: torch)"]}
+FRAMEWORK_DEFAULTS = {"torch": ["(default: runs/torch)"], "flax": ["(default: runs/flax)", "(default: torch)",
+                                                                    "(default: auto)"]}
 
 
 @pytest.mark.parametrize("framework,flags,needle",

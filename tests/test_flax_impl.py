@@ -12,7 +12,8 @@ from common.checkpoint import save_weights
 from common.config import TrainConfig
 from flax_impl import train as flax_train
 from flax_impl.convert import flax_to_torch, torch_to_flax
-from flax_impl.model import Convnet, count_parameters, layer_outputs
+from flax_impl.model import Convnet, count_parameters
+from flax_impl.variants import layer_outputs
 from tests.helpers import read_run_files, synthetic_dataset, tiny_run
 
 CPU = jax.devices("cpu")[0]
@@ -65,6 +66,44 @@ def test_conversion_round_trip_is_bitwise():
     assert set(back) == set(sd)
     for name in sd:
         assert back[name].dtype == sd[name].dtype and back[name].tobytes() == sd[name].tobytes(), name
+
+
+def test_forward_mode_autodiff_through_the_idiomatic_model_matches_finite_differences():
+    """jax.jvp works through the idiomatic model (custom VJPs would refuse it): the directional
+    derivative of the logits along a random weight direction, against a central difference in float64."""
+    model = Convnet(3)
+    # Continuous random pixels: no exact ties in a pool window, where the model has no derivative.
+    x = np.random.default_rng(0).random((8, 28, 28, 1))
+    with jax.enable_x64(True):
+        params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64),
+                                        model.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)))["params"])
+        keys = iter(jax.random.split(jax.random.key(1), 8))
+        direction = jax.tree_util.tree_map(lambda a: jax.random.normal(next(keys), a.shape, a.dtype), params)
+        x = jnp.asarray(x, jnp.float64)
+
+        def logits(p):
+            return model.apply({"params": p}, x)
+
+        _, tangent = jax.jvp(logits, (params,), (direction,))
+        h = 1e-6
+        shifted = [jax.tree_util.tree_map(lambda p, d: p + s * h * d, params, direction) for s in (1, -1)]
+        central = (logits(shifted[0]) - logits(shifted[1])) / (2 * h)
+        assert float(jnp.abs(tangent).max()) > 1e-3  # a real derivative, not zeros
+        np.testing.assert_allclose(np.asarray(tangent), np.asarray(central), rtol=1e-5, atol=1e-7)
+        # Hessian-vector products (forward over reverse) work too.
+        grad = jax.grad(lambda p: logits(p).sum())
+        _, hvp = jax.jvp(grad, (params,), (direction,))
+        assert all(np.all(np.isfinite(np.asarray(a))) for a in jax.tree_util.tree_leaves(hvp))
+
+
+def test_the_cpu_tuned_variant_is_reverse_mode_only():
+    """Documented in --help and flax_impl/cpu_tuned.py: forward-mode AD needs the idiomatic model."""
+    from flax_impl.cpu_tuned import CpuTunedConvnet
+
+    model = CpuTunedConvnet(3)
+    params = model.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)))["params"]
+    with pytest.raises(TypeError, match="custom_vjp"):
+        jax.jvp(lambda p: model.apply({"params": p}, jnp.zeros((1, 28, 28, 1))), (params,), (params,))
 
 
 def test_flax_init_params_convert_to_torch_shapes():

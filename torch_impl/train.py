@@ -73,6 +73,25 @@ def build_model(kernel_size: int, device: torch.device, memory_format: torch.mem
     return Convnet(kernel_size).to(device, memory_format=memory_format)
 
 
+def create_model(config: TrainConfig, device: torch.device) -> Convnet:
+    """The model initialised from config.seed, or from config.init_weights where given."""
+    torch.manual_seed(config.seed)
+    model = build_model(config.kernel_size, device)
+    if config.init_weights:
+        load_state_dict_numpy(model, load_weights(config.init_weights, config.kernel_size))
+    return model
+
+
+def make_optimizer(model: Convnet, config: TrainConfig) -> torch.optim.Adam:
+    """Adam at its defaults (betas 0.9, 0.999, eps 1e-8, no weight decay), the reference's optimizer."""
+    return torch.optim.Adam(model.parameters(), lr=config.lr)
+
+
+def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per-sample softmax cross-entropy on integer labels."""
+    return F.cross_entropy(logits, labels, reduction="none")
+
+
 def rank_slice(idx: torch.Tensor, rank: int, world: int) -> torch.Tensor:
     """This rank's contiguous share of a global batch (sizes differ by at most one)."""
     return torch.tensor_split(idx, world)[rank] if world > 1 else idx
@@ -115,7 +134,7 @@ def train_step(model, optimizer, images, labels, denominator: float | None = Non
     ranks' gradients, which then equal the gradient of the global batch's mean loss.
     """
     logits = model(images)
-    loss_sum = F.cross_entropy(logits, labels, reduction="sum")
+    loss_sum = cross_entropy(logits, labels).sum()
     loss = loss_sum / (labels.shape[0] if denominator is None else denominator)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -132,7 +151,7 @@ def evaluate(model, images, labels, batch_size: int = EVAL_BATCH_SIZE) -> tuple[
     predictions = []
     for start in range(0, images.shape[0], batch_size):
         logits = model(images[start : start + batch_size])
-        loss_sum += F.cross_entropy(logits, labels[start : start + batch_size], reduction="sum")
+        loss_sum += cross_entropy(logits, labels[start : start + batch_size]).sum()
         predictions.append(logits.argmax(1))
     predictions = torch.cat(predictions)
     correct = int((predictions == labels).sum())
@@ -168,9 +187,8 @@ def restore(model: Convnet, optimizer: torch.optim.Adam, ckpt) -> None:
 
 def train_and_evaluate(config: TrainConfig, dataset: FashionMNIST, device: torch.device) -> dict:
     """Train for config.epochs in the shared batch order, evaluating and checkpointing after every epoch."""
-    torch.manual_seed(config.seed)
-    model = build_model(config.kernel_size, device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    model = create_model(config, device)
+    optimizer = make_optimizer(model, config)
     world = config.extra.get("world_size", 1)
     where = str(device) if world == 1 else f"{device} x {world} processes (DistributedDataParallel, {dist.get_backend()})"
     run = Run(config, "torch", versions(), where)

@@ -1,4 +1,10 @@
-"""Two layers written for speed on XLA:CPU, with torch's exact gradient semantics.
+"""The CPU-tuned variant of flax_impl.model.Convnet: the same model, parameter tree and names, with
+its convolutions and max pools written as custom-VJP operations for speed on XLA:CPU.
+
+Nothing here is needed to learn the port (read model.py for that). The variant is the default on
+the CPU because it measured faster there (`make bench`, README Performance); its custom VJPs
+support reverse-mode autodiff only, so jax.jvp / jax.jacfwd / jax.hessian need the idiomatic model
+(`--variant idiomatic`). Its gradients equal torch's, ties in the max pools included (parity_tests).
 
 Measured on a 2-core CPU at batch 64 (see README, Performance), with XLA's convolutions on its
 Eigen path (train.COMPILER_OPTIONS):
@@ -14,7 +20,11 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from flax import linen as nn
 from jax import lax
+
+from common.arch import CONV1_CHANNELS, CONV2_CHANNELS, HIDDEN, NUM_CLASSES, flat_features, spatial_sizes
+from flax_impl.model import Convnet, initializers
 
 _DIMS = ("NHWC", "HWIO", "NHWC")
 
@@ -95,8 +105,8 @@ def _windows(x):
 def _max_pool_fwd(x):
     a, b, c, d = _windows(x)
     y = jnp.maximum(jnp.maximum(a, b), jnp.maximum(c, d))
-    # torch routes the whole gradient to the *first* maximum in scan order; XLA's reduce-max
-    # gradient would split ties, which happen often (flat background gives equal activations).
+    # Route the whole gradient to the *first* maximum in scan order, as torch (and nn.max_pool) do;
+    # saving its index costs less in the backward pass than comparing the window again.
     first = jnp.where(a == y, 0, jnp.where(b == y, 1, jnp.where(c == y, 2, 3))).astype(jnp.int8)
     return y, (first, x.shape)
 
@@ -117,3 +127,35 @@ def _max_pool_bwd(residuals, g):
 
 
 max_pool_2x2.defvjp(_max_pool_fwd, _max_pool_bwd)
+
+
+class Conv(nn.Module):
+    """nn.Conv(features, (k, k), padding="VALID") with the same parameters ('kernel' HWIO, 'bias'), on conv2d."""
+
+    features: int
+    kernel_size: int
+    kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
+    bias_init: nn.initializers.Initializer = nn.initializers.zeros_init()
+
+    @nn.compact
+    def __call__(self, x):  # (N, H, W, C)
+        k = self.kernel_size
+        kernel = self.param("kernel", self.kernel_init, (k, k, x.shape[-1], self.features))
+        bias = self.param("bias", self.bias_init, (self.features,))
+        return conv2d(x, kernel, bias)
+
+
+class CpuTunedConvnet(Convnet):
+    """Convnet with conv2d and max_pool_2x2 in place of nn.Conv and nn.max_pool; the same init draws."""
+
+    def setup(self):
+        k = self.conv2d_kernel_size
+        spatial_sizes(k)
+        init = self.init_scheme
+        self.conv1 = Conv(CONV1_CHANNELS, k, **initializers(init, 1 * k * k))
+        self.conv2 = Conv(CONV2_CHANNELS, k, **initializers(init, CONV1_CHANNELS * k * k))
+        self.dense1 = nn.Dense(HIDDEN, **initializers(init, flat_features(k)))
+        self.dense2 = nn.Dense(NUM_CLASSES, **initializers(init, HIDDEN))
+
+    def pool(self, x):
+        return max_pool_2x2(x)

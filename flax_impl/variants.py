@@ -1,0 +1,55 @@
+"""Which model a run uses: the idiomatic Linen port or its CPU-tuned variant (same parameters, same math).
+
+Chosen per backend by measurement in one `make bench` run, both compiled with the same XLA options
+and dispatched the same way (README, Performance). On the 2-core CPU the tuned variant measured
+faster; GPU and TPU are unmeasured here and use the idiomatic model, which readers come to learn.
+"""
+
+from __future__ import annotations
+
+import jax
+from flax import linen as nn
+
+from flax_impl.cpu_tuned import CpuTunedConvnet
+from flax_impl.model import Convnet
+
+VARIANTS: dict[str, type[Convnet]] = {"idiomatic": Convnet, "cpu-tuned": CpuTunedConvnet}
+DEFAULT_VARIANT = {"cpu": "cpu-tuned"}  # any other backend: "idiomatic"
+VARIANT_CHOICES = ("auto", *VARIANTS)
+
+
+def resolve_variant(name: str, platform: str) -> str:
+    """'auto' becomes the backend's default; other names are checked."""
+    if name == "auto":
+        return DEFAULT_VARIANT.get(platform, "idiomatic")
+    if name not in VARIANTS:
+        raise ValueError(f"unknown model variant {name!r}; use one of {', '.join(VARIANT_CHOICES)}")
+    return name
+
+
+def build_model(variant: str, kernel_size: int = 3, init: str = "torch") -> Convnet:
+    return VARIANTS[variant](kernel_size, init)
+
+
+def layer_outputs(model: nn.Module, variables, x) -> dict[str, jax.Array]:
+    """Every layer's output by name (conv1, pool1, ..., dense2), recorded from the model's own forward pass.
+
+    The model is left as it is: an interceptor sees the inputs and outputs of its pool method and
+    of its dense layers, which are exactly the values that pass between torch's named layers.
+    """
+    seen: dict[str, list] = {"pool": [], "dense1": [], "dense2": []}
+
+    def record(next_fun, args, kwargs, context):
+        out = next_fun(*args, **kwargs)
+        name = "pool" if context.method_name == "pool" else context.module.name
+        if name in seen:
+            seen[name].append((args[0], out))  # (input, output)
+        return out
+
+    with nn.intercept_methods(record):
+        model.apply(variables, x)
+    (conv1, pool1), (conv2, pool2) = seen["pool"]  # a pool's input is the ReLU'd convolution
+    ((flatten, _),) = seen["dense1"]
+    ((dense1, dense2),) = seen["dense2"]
+    return {"conv1": conv1, "pool1": pool1, "conv2": conv2, "pool2": pool2, "flatten": flatten,
+            "dense1": dense1, "dense2": dense2}
