@@ -62,6 +62,8 @@ def test_identical_batches_for_a_seed(monkeypatch, tmp_path, k):
     for t, f, e in zip(seen_t, seen_f, expected):
         np.testing.assert_array_equal(t, e)
         np.testing.assert_array_equal(f, e)
-    # A different seed gives a different order (so the check above is not vacuous).
-    other = torch_batches(monkeypatch, tmp_path / "t2", seed=6)
-    assert not all(np.array_equal(a, b) for a, b in zip(other, seen_t))
+    # A different seed gives a different order in both trainers (so the check above is not vacuous).
+    other_t = torch_batches(monkeypatch, tmp_path / "t2", seed=6)
+    other_f = flax_batches(monkeypatch, tmp_path / "f2", seed=6, k=k)
+    for other, seen in ((other_t, seen_t), (other_f, seen_f)):
+        assert not any(np.array_equal(a, b) for a, b in zip(other, seen))
