@@ -22,8 +22,10 @@ train: install
 	$(PY) -m flax_impl.train --out-dir runs/flax --overwrite
 	$(PY) -m common.compare runs/torch runs/flax --out runs/comparison
 
+# The step table, then the whole-process table (fresh processes, interleaved rounds).
 bench: install
 	$(PY) -m benchmarks
+	$(PY) -m benchmarks.process
 
 clean:
 	rm -rf runs

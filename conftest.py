@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
+
+# flax_impl's CLI keeps JAX's compilation cache in the user's cache folder by default; tests use
+# one of their own (shared by the session's processes, so repeated programs load, not compile).
+os.environ.setdefault("FASHION_PARITY_JAX_CACHE", tempfile.mkdtemp(prefix="fashion-parity-test-jax-cache-"))
 
 from data import DataError, load_fashion_mnist
 

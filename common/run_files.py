@@ -57,6 +57,13 @@ class RunWriter:
             return
         write_json_atomic(self.dir / "timings.json", self.timings)
 
+    def write_phases(self, phases: dict[str, float]) -> None:
+        """Seconds per phase of this process (import, data, init, compile, train, evaluate, write)."""
+        self.timings["phases"] = phases
+        if not self.enabled:
+            return
+        write_json_atomic(self.dir / "timings.json", self.timings)
+
     def write_summary(self, summary: dict) -> None:
         if not self.enabled:
             return

@@ -15,6 +15,7 @@ import numpy as np
 from common.checkpoint import CheckpointError, save_weights
 from common.config import TrainConfig, parse_config
 from common.console import epoch_line, progress, say
+from common.phases import CLOCK, process_age
 from common.plots import plot_curves, plot_predictions
 from common.resume import (CHECKPOINT, OutDirError, TrainingCheckpoint, load_training_checkpoint, peek,
                            prepare_out_dir, save_training_checkpoint)
@@ -73,6 +74,10 @@ class Run:
 
     def save_checkpoint(self, epoch: int, adam_step: int, weights: dict, exp_avg: dict, exp_avg_sq: dict) -> None:
         """The end-of-epoch training checkpoint (atomic), from which --resume continues."""
+        with CLOCK("write"):
+            self._save_checkpoint(epoch, adam_step, weights, exp_avg, exp_avg_sq)
+
+    def _save_checkpoint(self, epoch, adam_step, weights, exp_avg, exp_avg_sq) -> None:
         if self.main:
             save_training_checkpoint(self.config.out_dir, self.config, epoch, adam_step, weights, exp_avg,
                                      exp_avg_sq, self.records, self.writer.timings)
@@ -90,11 +95,11 @@ class Run:
             f"too high: try a lower --lr (now {self.config.lr:g}, e.g. {self.config.lr / 10:g})"
         )
 
-    def compiled(self, seconds: float) -> None:
+    def compiled(self, seconds: float, how: str = "") -> None:
         """Compile time, reported on its own line and kept out of the first epoch's time."""
         self.compile_seconds = seconds
         self.writer.set_compile_seconds(seconds)
-        say(f"compiled train and eval steps in {seconds:.2f} s", self.config.quiet)
+        say(f"compiled train and eval steps in {seconds:.2f} s" + (f" ({how})" if how else ""), self.config.quiet)
 
     def epoch_bar(self, epoch: int, batches: int):
         self._epoch_start = time.perf_counter()
@@ -112,13 +117,21 @@ class Run:
             "test_correct": int(test_correct),
         }
         self.records.append(record)
-        self.writer.log_epoch(record, seconds)
+        with CLOCK("write"):
+            self.writer.log_epoch(record, seconds)
         say(epoch_line(record, self.config.epochs, seconds), self.config.quiet)
         return record
 
     def finish(self, state_dict: dict[str, np.ndarray], test_images: np.ndarray, test_labels: np.ndarray,
                predictions: np.ndarray) -> dict:
         """Write weights, plots and summary.json; print the final accuracy."""
+        with CLOCK("write"):
+            summary = self._finish(state_dict, test_images, test_labels, predictions)
+        if self.main:
+            self.writer.write_phases(CLOCK.rounded())
+        return summary
+
+    def _finish(self, state_dict, test_images, test_labels, predictions) -> dict:
         out = Path(self.config.out_dir)
         last = self.records[-1]
         if not self.main:
@@ -149,7 +162,8 @@ class Run:
 
 
 def load_data(config: TrainConfig) -> FashionMNIST:
-    return load_fashion_mnist(config.data_dir).subset(config.train_size, config.test_size)
+    with CLOCK("data"):
+        return load_fashion_mnist(config.data_dir).subset(config.train_size, config.test_size)
 
 
 def resume_command(prog: str, argv: list[str]) -> str:
@@ -172,10 +186,13 @@ def cli(parser: argparse.ArgumentParser, framework: str, argv: list[str] | None,
         train: Callable[[TrainConfig, FashionMNIST, object], dict],
         evaluate_checkpoint: Callable[[TrainConfig, FashionMNIST, object], dict]) -> int:
     """Parse, pick the device, load the data, then train or evaluate; user errors never show a traceback."""
+    CLOCK.reset()
+    CLOCK.add("import", process_age())  # interpreter start-up and imports: all that ran before this
     argv = list(sys.argv[1:] if argv is None else argv)
     config = parse_config(parser, framework, argv)
     try:
-        device = resolve_device(config)  # may join a distributed run and set config.extra["rank"]
+        with CLOCK("init"):
+            device = resolve_device(config)  # may join a distributed run and set config.extra["rank"]
     except ValueError as e:
         parser.error(str(e))
     try:

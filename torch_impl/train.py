@@ -13,6 +13,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from common.checkpoint import load_weights
 from common.config import TrainConfig, build_parser
+from common.phases import CLOCK
 from common.runner import NONFINITE_CHECK_EVERY, Run, cli, report_eval
 from data import FashionMNIST, num_batches, to_float
 from data.batching import epoch_order
@@ -187,11 +188,13 @@ def restore(model: Convnet, optimizer: torch.optim.Adam, ckpt) -> None:
 
 def train_and_evaluate(config: TrainConfig, dataset: FashionMNIST, device: torch.device) -> dict:
     """Train for config.epochs in the shared batch order, evaluating and checkpointing after every epoch."""
-    model = create_model(config, device)
-    optimizer = make_optimizer(model, config)
+    with CLOCK("init"):
+        model = create_model(config, device)
+        optimizer = make_optimizer(model, config)
     world = config.extra.get("world_size", 1)
     where = str(device) if world == 1 else f"{device} x {world} processes (DistributedDataParallel, {dist.get_backend()})"
-    run = Run(config, "torch", versions(), where)
+    with CLOCK("write"):
+        run = Run(config, "torch", versions(), where)
     run.describe_model(str(model), count_parameters(model), dataset)
     ckpt = run.load_resume_checkpoint()
     if ckpt is not None:
@@ -200,8 +203,9 @@ def train_and_evaluate(config: TrainConfig, dataset: FashionMNIST, device: torch
     # Under torchrun: DDP broadcasts rank 0's weights, then all-reduces (averages) gradients.
     net = model if world == 1 else DistributedDataParallel(
         model, device_ids=[device.index] if device.type == "cuda" else None)
-    train_x, train_y = to_device(dataset.train_images, dataset.train_labels, device)
-    test_x, test_y = to_device(dataset.test_images, dataset.test_labels, device)
+    with CLOCK("data"):
+        train_x, train_y = to_device(dataset.train_images, dataset.train_labels, device)
+        test_x, test_y = to_device(dataset.test_images, dataset.test_labels, device)
     n = train_x.shape[0]
     steps = num_batches(n, config.batch_size)
     predictions = None
@@ -211,7 +215,7 @@ def train_and_evaluate(config: TrainConfig, dataset: FashionMNIST, device: torch
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), dtype=torch.int64, device=device)
         first_bad = torch.full((), -1, dtype=torch.int64, device=device)
-        with run.epoch_bar(epoch, steps) as bar:
+        with run.epoch_bar(epoch, steps) as bar, CLOCK("train"):
             for step, start in enumerate(range(0, n, config.batch_size)):
                 global_idx = order[start : start + config.batch_size]
                 idx = rank_slice(global_idx, rank, world)
@@ -223,14 +227,19 @@ def train_and_evaluate(config: TrainConfig, dataset: FashionMNIST, device: torch
                 if (step + 1) % NONFINITE_CHECK_EVERY == 0:
                     run.check_finite(first_bad_everywhere(first_bad), epoch, steps)
                 bar.update()
-        run.check_finite(first_bad_everywhere(first_bad), epoch, steps)
-        all_sum(loss_sum, correct)
-        test_loss, test_correct, predictions = evaluate(model, test_x, test_y)
-        run.end_epoch(epoch, float(loss_sum) / n, int(correct), n, test_loss, test_correct, len(test_y))
-        adam_step, exp_avg, exp_avg_sq = adam_state_numpy(model, optimizer)
-        run.save_checkpoint(epoch, adam_step, state_dict_numpy(model), exp_avg, exp_avg_sq)
+            run.check_finite(first_bad_everywhere(first_bad), epoch, steps)
+            all_sum(loss_sum, correct)
+            train_loss, train_correct = float(loss_sum) / n, int(correct)
+        with CLOCK("evaluate"):
+            test_loss, test_correct, predictions = evaluate(model, test_x, test_y)
+        run.end_epoch(epoch, train_loss, train_correct, n, test_loss, test_correct, len(test_y))
+        with CLOCK("write"):
+            adam_step, exp_avg, exp_avg_sq = adam_state_numpy(model, optimizer)
+            weights = state_dict_numpy(model)
+        run.save_checkpoint(epoch, adam_step, weights, exp_avg, exp_avg_sq)
     if predictions is None:  # resumed after the last epoch's checkpoint: nothing left to train
-        _, _, predictions = evaluate(model, test_x, test_y)
+        with CLOCK("evaluate"):
+            _, _, predictions = evaluate(model, test_x, test_y)
     return run.finish(state_dict_numpy(model), dataset.test_images, dataset.test_labels, predictions)
 
 
