@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import numpy as np
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
@@ -71,8 +72,37 @@ def check_weights(tensors: dict[str, np.ndarray], kernel_size: int, path: str = 
         raise CheckpointError(f"{path}: tensors {nonfinite} hold NaN or infinity")
 
 
+TRAINING_MODEL_PREFIX = "model."  # a training checkpoint's weights (common.resume), beside Adam's state
+
+
 def load_weights(path: str | os.PathLike, kernel_size: int) -> dict[str, np.ndarray]:
-    """Read and validate the model weights of a checkpoint in torch state_dict layout."""
+    """Read and validate the model weights of a model.safetensors, or of a run's training checkpoint
+    (checkpoint.safetensors: its `model.*` tensors), in torch state_dict layout."""
     tensors = read_safetensors(path)
+    if any(k.startswith(TRAINING_MODEL_PREFIX) for k in tensors):
+        tensors = {k[len(TRAINING_MODEL_PREFIX):]: v for k, v in tensors.items() if k.startswith(TRAINING_MODEL_PREFIX)}
     check_weights(tensors, kernel_size, str(path))
     return tensors
+
+
+def checkpoint_kernel_size(path: str | os.PathLike | None) -> int | None:
+    """The kernel size a checkpoint records (model.safetensors metadata, or a training checkpoint's
+    config), else the one its conv1 weight's shape implies; None when there is nothing to read."""
+    if not path:
+        return None
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            meta = f.metadata() or {}
+            names = list(f.keys())
+            shape = tuple(f.get_slice(n).get_shape() for n in names if n.endswith("conv1.weight"))
+    except Exception:  # noqa: BLE001 (an unreadable file is reported, with its reason, when it is loaded)
+        return None
+    for value in (meta.get("kernel_size"), json.loads(meta.get("config", "{}")).get("kernel_size")):
+        try:
+            k = int(value)
+        except (TypeError, ValueError):
+            continue
+        if k in VALID_KERNEL_SIZES:
+            return k
+    k = _guess_kernel_size({"conv1.weight": tuple(shape[0])}) if shape else None
+    return k if k in VALID_KERNEL_SIZES else None

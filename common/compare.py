@@ -23,6 +23,16 @@ def _fmt_seconds(value) -> str:
     return "n/a" if value is None else f"{value:.2f}"
 
 
+# What must be equal for two runs' numbers, and their speed, to be comparable.
+COMPARABLE = ("epochs", "batch_size", "kernel_size", "lr", "train_size", "test_size")
+
+
+def differences(a: dict, b: dict) -> list[str]:
+    """The settings in which two runs differ, as 'name A vs B'."""
+    ca, cb = a["config"], b["config"]
+    return [f"{k} {ca.get(k)} vs {cb.get(k)}" for k in COMPARABLE if ca.get(k) != cb.get(k)]
+
+
 def comparison_markdown(a: dict, b: dict) -> str:
     la, lb = _label(a, b), _label(b, a)
     lines = [f"# {la} vs {lb}", "", f"Runs: `{a['dir']}` and `{b['dir']}`.", ""]
@@ -43,8 +53,14 @@ def comparison_markdown(a: dict, b: dict) -> str:
          *(f"{c['epochs']}, {c['batch_size']}, {c['lr']}, {c['kernel_size']}, {c['seed']}" for c in (ca, cb))),
     ]
     lines += [f"| | {la} | {lb} |", "|---|---|---|"] + [f"| {name} | {x} | {y} |" for name, x, y in rows]
-    speed = sa["mean_epoch_seconds"] / sb["mean_epoch_seconds"]
-    lines += ["", f"{lb} trains {speed:.2f}x as fast as {la} per epoch (mean epoch seconds, compile excluded).", ""]
+    differ = differences(a, b)
+    if differ:
+        lines += ["", f"**Not comparable run for run: the runs differ in {', '.join(differ)}.** No speed ratio is "
+                      "given; accuracies and curves are shown as they are.", ""]
+    else:
+        speed = sa["mean_epoch_seconds"] / sb["mean_epoch_seconds"]
+        lines += ["", f"{lb} trains {speed:.2f}x as fast as {la} per epoch (mean epoch seconds, compile excluded).",
+                  ""]
     ta, tb = a["timings"].get("epoch_seconds", []), b["timings"].get("epoch_seconds", [])
     lines += [
         "## Per epoch",
@@ -78,6 +94,10 @@ def compare(run_a: str | Path, run_b: str | Path, out: str | Path) -> tuple[Path
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     md, png = out.with_suffix(".md"), out.with_suffix(".png")
+    differ = differences(a, b)
+    if differ:
+        print(f"warning: the runs differ in {', '.join(differ)}: compared as they are, without a speed ratio",
+              file=sys.stderr)
     md.write_text(comparison_markdown(a, b))
     plot_curves({_label(a, b): a["metrics"], _label(b, a): b["metrics"]}, png,
                 title=f"{_label(a, b)} vs {_label(b, a)}")

@@ -6,6 +6,7 @@ import argparse
 from dataclasses import asdict, dataclass, field
 
 from common.arch import VALID_KERNEL_SIZES
+from common.checkpoint import checkpoint_kernel_size
 
 FRAMEWORKS = ("torch", "flax")
 
@@ -61,6 +62,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+SEED_MAX = 2**32 - 1  # NumPy's and torch's seeds are unsigned 32-bit
+
+
+def _seed(text: str) -> int:
+    value = _int(text)
+    if not 0 <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"must be between 0 and {SEED_MAX}, got {value}")
+    return value
+
+
 def _kernel_size(text: str) -> int:
     value = _int(text)
     if value not in VALID_KERNEL_SIZES:
@@ -84,9 +95,10 @@ def build_parser(framework: str, devices_help: str) -> argparse.ArgumentParser:
     parser.add_argument("--epochs", type=_positive_int, default=d.epochs, help="passes over the training set")
     parser.add_argument("--lr", type=_positive_float, default=d.lr, help="Adam learning rate")
     parser.add_argument("--batch-size", type=_positive_int, default=d.batch_size, help="samples per step")
-    parser.add_argument("--kernel-size", type=_kernel_size, default=d.kernel_size,
-                        help=f"conv kernel size, one of {VALID_KERNEL_SIZES}")
-    parser.add_argument("--seed", type=int, default=d.seed, help="seeds the initialisation and the batch order")
+    parser.add_argument("--kernel-size", type=_kernel_size, default=argparse.SUPPRESS,
+                        help=f"conv kernel size, one of {VALID_KERNEL_SIZES}; --eval-only reads it from the "
+                             f"checkpoint (default: {d.kernel_size})")
+    parser.add_argument("--seed", type=_seed, default=d.seed, help="seeds the initialisation and the batch order")
     parser.add_argument("--device", default=d.device, help=devices_help)
     parser.add_argument("--out-dir", default=f"runs/{framework}", help="where config, metrics, plots and weights go")
     parser.add_argument("--data-dir", default=None,
@@ -120,6 +132,9 @@ def parse_config(parser: argparse.ArgumentParser, framework: str, argv: list[str
         parser.error("--checkpoint is read by --eval-only only; to train from saved weights use --init-weights PATH")
     if args["eval_only"] and args["init_weights"]:
         parser.error("--init-weights starts a training run; --eval-only evaluates --checkpoint instead")
+    if "kernel_size" not in args:  # not given: the checkpoint's own for --eval-only, else the reference's
+        recorded = checkpoint_kernel_size(args["checkpoint"]) if args["eval_only"] else None
+        args["kernel_size"] = recorded or TrainConfig.kernel_size
     known = set(TrainConfig.__dataclass_fields__)
     extra = {k: v for k, v in args.items() if k not in known}
     return TrainConfig(framework=framework, extra=extra, **{k: v for k, v in args.items() if k in known})

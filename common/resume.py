@@ -25,9 +25,12 @@ CHECKPOINT = "checkpoint.safetensors"
 FORMAT = "fashion-parity-training-checkpoint/1"
 GROUPS = ("model", "adam.exp_avg", "adam.exp_avg_sq")
 # What must match for a resumed run to continue the same training (steps_per_dispatch does not
-# change the math, so it may differ).
-RESUME_KEYS = ("framework", "epochs", "lr", "batch_size", "kernel_size", "seed", "train_size", "test_size", "init",
-               "init_weights")
+# change the math, so it may differ) ...
+RESUME_KEYS = ("framework", "batch_size", "kernel_size", "seed", "train_size", "test_size", "init", "init_weights")
+# ... and what a resume may change, with a warning recorded in config.json's segments: the length
+# of the run (extend a finished run) and the learning rate (continue after a divergence).
+SCHEDULE_KEYS = ("epochs", "lr")
+SET_ASIDE = ".replaced"  # where --overwrite keeps the previous run until the new one has a checkpoint
 RUN_FILES = ("config.json", "metrics.jsonl", "timings.json", "summary.json", "model.safetensors",
              "predictions.png", "curves.png", CHECKPOINT)
 
@@ -38,7 +41,7 @@ class OutDirError(Exception):
 
 def resume_config(config: TrainConfig) -> dict:
     d = config.to_dict()
-    values = {k: d.get(k) for k in RESUME_KEYS if k != "init"}
+    values = {k: d.get(k) for k in RESUME_KEYS + SCHEDULE_KEYS if k != "init"}
     values["init"] = config.extra.get("init", "torch")
     return values
 
@@ -52,6 +55,7 @@ class TrainingCheckpoint:
     exp_avg_sq: dict[str, np.ndarray]
     metrics: list[dict]
     timings: dict
+    changed: dict  # schedule keys this resume changes: {key: (the checkpoint's value, now)}
 
 
 def save_training_checkpoint(out_dir: str | os.PathLike, config: TrainConfig, epoch: int, adam_step: int,
@@ -102,7 +106,9 @@ def load_training_checkpoint(path: str | os.PathLike, config: TrainConfig) -> Tr
     differ = [f"{k} (checkpoint {saved.get(k)!r}, now {wanted[k]!r})" for k in RESUME_KEYS if saved.get(k) != wanted[k]]
     if differ:
         raise CheckpointError(f"{path}: cannot resume with different hyperparameters: {', '.join(differ)}; "
-                              "pass the original values, or --overwrite to start a new run")
+                              "pass the original values (only --epochs and --lr may change), or --overwrite to "
+                              "start a new run")
+    changed = {k: (saved.get(k), wanted[k]) for k in SCHEDULE_KEYS if k in saved and saved[k] != wanted[k]}
     groups = {}
     for group in GROUPS:
         prefix = f"{group}."
@@ -113,31 +119,86 @@ def load_training_checkpoint(path: str | os.PathLike, config: TrainConfig) -> Tr
         raise CheckpointError(f"{path}: unexpected tensors {unknown}")
     if len(metrics) != epoch:
         raise CheckpointError(f"{path}: holds {len(metrics)} epochs of metrics for epoch {epoch}")
+    if epoch > config.epochs:
+        raise CheckpointError(f"{path}: the run has done {epoch} epochs already; --epochs {config.epochs} would "
+                              f"shorten it: resume with --epochs {epoch} or more")
     return TrainingCheckpoint(epoch, adam_step, groups["model"], groups["adam.exp_avg"], groups["adam.exp_avg_sq"],
-                              metrics, timings)
+                              metrics, timings, changed)
+
+
+def make_out_dir(out_dir: str | os.PathLike) -> Path:
+    """The folder, made if needed; an OutDirError naming it and the reason otherwise."""
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutDirError(f"cannot create --out-dir {out}: {e.strerror or e}") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise OutDirError(f"cannot write into --out-dir {out}: permission denied")
+    return out
+
+
+def set_aside(out: Path) -> None:
+    """--overwrite: move the previous run's files into OUT/.replaced/ (kept until the new run's first
+    checkpoint). If a set-aside run is already there, an earlier --overwrite died before its first
+    checkpoint: the files beside it are that dead run's, and the set-aside run stays the one to keep."""
+    aside = out / SET_ASIDE
+    if aside.is_dir():
+        for name in RUN_FILES:
+            (out / name).unlink(missing_ok=True)
+        return
+    present = [name for name in RUN_FILES if (out / name).exists()]
+    if present:
+        aside.mkdir()
+        for name in present:
+            os.replace(out / name, aside / name)
+
+
+def drop_set_aside(out: Path) -> None:
+    """The new run has a checkpoint of its own: the previous run's files go."""
+    aside = out / SET_ASIDE
+    if aside.is_dir():
+        for f in aside.iterdir():
+            f.unlink()
+        aside.rmdir()
+
+
+def restore_set_aside(out: Path) -> bool:
+    """A replacing run ended before its first checkpoint: put the previous run back. True if it did."""
+    aside = out / SET_ASIDE
+    if not aside.is_dir():
+        return False
+    for name in RUN_FILES:
+        (out / name).unlink(missing_ok=True)
+    for f in aside.iterdir():
+        os.replace(f, out / f.name)
+    aside.rmdir()
+    return True
 
 
 def prepare_out_dir(config: TrainConfig, overwrite: bool, resume: bool) -> None:
-    """Refuse to clobber a finished or unfinished run unless asked; --overwrite clears the run's files."""
-    out = Path(config.out_dir)
+    """Refuse to clobber a finished or unfinished run unless asked; --overwrite sets the old run aside."""
+    out = make_out_dir(config.out_dir)
     ckpt = out / CHECKPOINT
+    if not overwrite and (out / SET_ASIDE).is_dir() and not ckpt.is_file():
+        restore_set_aside(out)  # an --overwrite that died before its first checkpoint: nothing is lost
     finished = (out / "summary.json").is_file()
     if overwrite:
-        for name in RUN_FILES:
-            (out / name).unlink(missing_ok=True)
+        set_aside(out)
         return
     if resume:
         if not ckpt.is_file():
             raise OutDirError(f"nothing to resume: {ckpt} does not exist; drop --resume to start a new run")
         meta = peek(ckpt)
         if finished and meta is not None and int(meta["epoch"]) >= config.epochs:
-            raise OutDirError(f"{out} holds a finished run of {config.epochs} epochs; nothing to resume")
+            raise OutDirError(f"{out} holds a finished run of {meta['epoch']} epochs; to extend it, resume with "
+                              f"--epochs larger than {meta['epoch']}")
         return
     if finished:
-        raise OutDirError(f"{out} holds a finished run; pass --overwrite to replace it, or choose another --out-dir")
+        raise OutDirError(f"{out} holds a finished run; pass --overwrite to replace it, --resume --epochs N to "
+                          "extend it, or choose another --out-dir")
     if ckpt.is_file():
         meta = peek(ckpt)
         where = f" (epoch {meta['epoch']} done)" if meta else ""
         raise OutDirError(f"{out} holds an unfinished run{where}; pass --resume to continue it, or --overwrite "
                           "to start over")
-

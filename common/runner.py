@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import platform
+import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -17,8 +19,10 @@ from common.config import TrainConfig, parse_config
 from common.console import epoch_line, progress, say
 from common.phases import CLOCK, process_age
 from common.plots import plot_curves, plot_predictions
-from common.resume import (CHECKPOINT, OutDirError, TrainingCheckpoint, load_training_checkpoint, peek,
-                           prepare_out_dir, save_training_checkpoint)
+from common.provenance import provenance
+from common.resume import (CHECKPOINT, OutDirError, TrainingCheckpoint, drop_set_aside, load_training_checkpoint,
+                           make_out_dir, peek, prepare_out_dir, restore_set_aside, save_training_checkpoint)
+from common.run_lock import RunLocked, lock_out_dir
 from common.run_files import RunWriter
 from data import DataError, FashionMNIST, load_fashion_mnist
 
@@ -32,7 +36,8 @@ class NonFiniteLoss(Exception):
 class Run:
     """One training run's bookkeeping; the framework code only computes numbers and hands them here."""
 
-    def __init__(self, config: TrainConfig, framework: str, versions: dict[str, str], device: str):
+    def __init__(self, config: TrainConfig, framework: str, versions: dict[str, str], device: str,
+                 environment: dict | None = None):
         # Data-parallel runs: only the first process (rank 0) prints and writes files.
         self.main = config.extra.get("rank", 0) == 0
         self.config = config if self.main else replace(config, quiet=True)
@@ -46,13 +51,34 @@ class Run:
         self.checkpoint_epoch = 0
         # Validate a --resume checkpoint before touching any file, so a refused resume loses nothing.
         self._resume = load_training_checkpoint(self.checkpoint_path, config) if config.resume else None
-        self.writer.write_config(
-            {**config.to_dict(), "versions": versions, "device": device, "python": platform.python_version(),
-             "machine": platform.machine(), "processor": platform.processor() or platform.machine()}
-        )
+        if self.main:
+            self.writer.write_config(self._config_record(versions, device, environment or {}))
         self.writer.start_metrics()
         say(f"{framework} | " + " ".join(f"{k} {v}" for k, v in versions.items()) + f" | device {device}",
             self.config.quiet)
+
+    def _config_record(self, versions: dict, device: str, environment: dict) -> dict:
+        """config.json: every setting, versions, device, environment and provenance, written at the
+        run's start; a resume keeps what the run recorded and appends a segment for itself."""
+        origin = provenance(self.config.extra.get("argv"))
+        segment = {"from_epoch": 0, "epochs": self.config.epochs, "lr": self.config.lr, "command": origin["command"],
+                   "git": origin["git"], "started": origin["started"], "versions": versions, "device": device}
+        path = Path(self.config.out_dir) / "config.json"
+        if self._resume is not None and path.is_file():
+            try:
+                record = json.loads(path.read_text())
+            except (OSError, ValueError):
+                record = None
+            if isinstance(record, dict):
+                segment.update(from_epoch=self._resume.epoch,
+                               changed={k: {"was": a, "now": b} for k, (a, b) in self._resume.changed.items()})
+                record.update(epochs=self.config.epochs, lr=self.config.lr)
+                record.setdefault("segments", []).append(segment)
+                return record
+        return {**self.config.to_dict(), "versions": versions, "device": device, "environment": environment,
+                "python": platform.python_version(), "machine": platform.machine(),
+                "processor": platform.processor() or platform.machine(), "provenance": origin,
+                "segments": [segment]}
 
     def describe_model(self, summary: str, num_params: int, dataset: FashionMNIST) -> None:
         self.num_params = num_params
@@ -70,6 +96,10 @@ class Run:
         self.writer.restore(self.records, ckpt.timings)
         self.checkpoint_epoch = ckpt.epoch
         say(f"resuming from {self.checkpoint_path}: epoch {ckpt.epoch} of {self.config.epochs} done", self.config.quiet)
+        if ckpt.changed and self.main:
+            changes = ", ".join(f"--{k} {now:g} (the run so far: {was:g})" for k, (was, now) in ckpt.changed.items())
+            print(f"warning: resuming with {changes}; config.json records the new segment", file=sys.stderr,
+                  flush=True)
         return ckpt
 
     def save_checkpoint(self, epoch: int, adam_step: int, weights: dict, exp_avg: dict, exp_avg_sq: dict) -> None:
@@ -81,6 +111,7 @@ class Run:
         if self.main:
             save_training_checkpoint(self.config.out_dir, self.config, epoch, adam_step, weights, exp_avg,
                                      exp_avg_sq, self.records, self.writer.timings)
+            drop_set_aside(Path(self.config.out_dir))  # an --overwrite's previous run is no longer needed
         self.checkpoint_epoch = epoch
 
     def check_finite(self, first_bad_step: int, epoch: int, steps_per_epoch: int) -> None:
@@ -89,10 +120,12 @@ class Run:
             return
         kept = (f"the last good checkpoint, {self.checkpoint_path} (epoch {self.checkpoint_epoch}), is kept"
                 if self.checkpoint_epoch else "no epoch had finished, so no checkpoint was written")
+        how = (f"resume from it with a lower --lr (add --resume --lr {self.config.lr / 10:g} to the command)"
+               if self.checkpoint_epoch else f"start again with a lower --lr (e.g. {self.config.lr / 10:g})")
         raise NonFiniteLoss(
             f"the training loss became non-finite at epoch {epoch}, step {first_bad_step + 1} of {steps_per_epoch}; "
-            f"training stopped and no weights of this epoch were written; {kept}; the learning rate is probably "
-            f"too high: try a lower --lr (now {self.config.lr:g}, e.g. {self.config.lr / 10:g})"
+            f"training stopped and no weights of this epoch were written; {kept}; the learning rate "
+            f"({self.config.lr:g}) is probably too high: {how}"
         )
 
     def compiled(self, seconds: float, how: str = "") -> None:
@@ -167,16 +200,17 @@ def load_data(config: TrainConfig) -> FashionMNIST:
 
 
 def resume_command(prog: str, argv: list[str]) -> str:
-    """The command that continues an interrupted run: the same flags, plus --resume."""
+    """The command that continues an interrupted run: the same flags, plus --resume, quoted for a shell."""
     args = [a for a in argv if a not in ("--overwrite", "--resume")]
-    return " ".join([prog, *args, "--resume"])
+    return " ".join([prog, shlex.join([*args, "--resume"])])
 
 
 def interrupted_message(prog: str, config: TrainConfig, argv: list[str]) -> str:
     ckpt = Path(config.out_dir) / CHECKPOINT
     meta = peek(ckpt)
     if meta is None:
-        return f"interrupted before the first epoch finished: no checkpoint in {config.out_dir}; start again with: {prog} {' '.join(argv)}"
+        return (f"interrupted before the first epoch finished: no checkpoint in {config.out_dir}; start again with: "
+                f"{prog} {shlex.join(argv)}")
     return (f"interrupted; the last checkpoint is {ckpt} (epoch {meta['epoch']} of {config.epochs} done); "
             f"resume with: {resume_command(prog, argv)}")
 
@@ -195,19 +229,38 @@ def cli(parser: argparse.ArgumentParser, framework: str, argv: list[str] | None,
             device = resolve_device(config)  # may join a distributed run and set config.extra["rank"]
     except ValueError as e:
         parser.error(str(e))
+    config.extra["argv"] = [*parser.prog.split()[1:], *argv]  # provenance: -m MODULE and the flags as typed
+    out = Path(config.out_dir)
+    writes = not config.eval_only and config.extra.get("rank", 0) == 0
+    owned = False  # this process holds the folder's lock: only then may it put a set-aside run back
     try:
-        if not config.eval_only and config.extra.get("rank", 0) == 0:
+        dataset = load_data(config)  # validated before anything in --out-dir is touched
+        if writes:
+            make_out_dir(out)
+            lock_out_dir(out)  # one live run per folder; released by the OS however this process ends
+            owned = True
             prepare_out_dir(config, overwrite=config.overwrite, resume=config.resume)
-        dataset = load_data(config)
         if config.eval_only:
             evaluate_checkpoint(config, dataset, device)
         else:
             train(config, dataset, device)
-    except (CheckpointError, OutDirError, DataError, NonFiniteLoss) as e:
-        parser.exit(1, f"{parser.prog}: error: {e}\n")
+    except (CheckpointError, OutDirError, DataError, NonFiniteLoss, RunLocked) as e:
+        restored = owned and restore_set_aside(out)
+        parser.exit(1, f"{parser.prog}: error: {e}{RESTORED if restored else ''}\n")
+    except OSError as e:  # a full disk, a vanished folder, a permission: one line, what and why
+        restored = owned and restore_set_aside(out)
+        meta = peek(out / CHECKPOINT) if owned else None
+        kept = f"; the last complete checkpoint, {out / CHECKPOINT} (epoch {meta['epoch']}), is intact" if meta else ""
+        parser.exit(1, f"{parser.prog}: error: cannot write {e.filename or out}: {e.strerror or e}{kept}"
+                       f"{RESTORED if restored else ''}\n")
     except KeyboardInterrupt:
-        parser.exit(130, f"\n{parser.prog}: {interrupted_message(parser.prog, config, argv)}\n")
+        restored = owned and restore_set_aside(out)
+        parser.exit(130, f"\n{parser.prog}: {interrupted_message(parser.prog, config, argv)}"
+                         f"{RESTORED if restored else ''}\n")
     return 0
+
+
+RESTORED = "; the run that --overwrite was replacing is back in place"
 
 
 def report_eval(framework: str, checkpoint: str, loss: float, correct: int, total: int) -> dict:

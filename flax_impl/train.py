@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
+import warnings
 from functools import partial
 
 import flax
 import jax
+import jax.extend
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -85,17 +88,24 @@ def create_train_state(config: TrainConfig, where: jax.Device | Placement) -> Tr
 
 
 def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
-    """One Adam step, a pure function: (state, batch) -> (state, metrics); metrics stay on device."""
+    """One Adam step, a pure function: (state, batch) -> (state, metrics); metrics stay on device.
+
+    The loss is the mean over the batch's samples; labels < 0 mark padding, which counts for
+    nothing (a data-parallel batch that does not split evenly over the devices is padded).
+    """
+    labels = batch["labels"]
+    valid = labels >= 0
 
     def loss_fn(params):
         logits = state.apply_fn({"params": params}, batch["images"])
-        return cross_entropy(logits, batch["labels"]).mean(), logits
+        loss_sum = jnp.where(valid, cross_entropy(logits, jnp.maximum(labels, 0)), 0.0).sum()
+        return loss_sum / valid.sum(), (logits, loss_sum)
 
-    (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    (_, (logits, loss_sum)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     metrics = {
-        "loss_sum": loss * batch["labels"].shape[0],
+        "loss_sum": loss_sum,
         # Accuracy from the same forward pass as the loss.
-        "correct": jnp.sum(jnp.argmax(logits, -1) == batch["labels"]),
+        "correct": jnp.sum((jnp.argmax(logits, -1) == labels) & valid),
     }
     return state.apply_gradients(grads=grads), metrics
 
@@ -115,12 +125,14 @@ def eval_step(state: TrainState, batch: dict) -> dict:
 
 @partial(jax.jit, donate_argnums=(0, 1))
 def train_steps(state: TrainState, totals: dict, images: jax.Array, labels: jax.Array, idx: jax.Array):
-    """idx (K, B): K train steps in one dispatch on batches gathered from the device-resident set."""
+    """idx (K, B): K train steps in one dispatch on batches gathered from the device-resident set
+    (an index < 0 is padding)."""
 
     def body(carry, batch_idx):
         state, totals = carry
         step = state.step
-        state, metrics = train_step(state, {"images": images[batch_idx], "labels": labels[batch_idx]})
+        batch = {"images": images[batch_idx], "labels": jnp.where(batch_idx >= 0, labels[batch_idx], -1)}
+        state, metrics = train_step(state, batch)
         bad = (totals["first_bad"] < 0) & ~jnp.isfinite(metrics["loss_sum"])
         totals = {"loss_sum": totals["loss_sum"] + metrics["loss_sum"],
                   "correct": totals["correct"] + metrics["correct"],
@@ -170,50 +182,83 @@ def zero_totals(where: jax.Device | Placement) -> dict:
     return as_placement(where).replicate(totals)
 
 
-def epoch_plan(n: int, batch_size: int, k: int) -> list[tuple[int, int]]:
+def padded(batch: int, multiple: int) -> int:
+    """The batch rounded up to a multiple of the device count (padding trains nothing)."""
+    return -(-batch // multiple) * multiple
+
+
+def epoch_plan(n: int, batch_size: int, k: int, multiple: int = 1) -> list[tuple[int, int]]:
     """(steps per dispatch, batch size) of each distinct dispatch shape in an epoch, in order of use."""
     full, tail = divmod(n, batch_size)
+    b = padded(batch_size, multiple)
     shapes = []
     if full // k:
-        shapes.append((k, batch_size))
-    if full % k and (1, batch_size) not in shapes:
-        shapes.append((1, batch_size))
-    if tail:
-        shapes.append((1, tail))
+        shapes.append((k, b))
+    if full % k and (1, b) not in shapes:
+        shapes.append((1, b))
+    if tail and (1, padded(tail, multiple)) not in shapes:
+        shapes.append((1, padded(tail, multiple)))
     return shapes
 
 
-def epoch_dispatches(order: np.ndarray, batch_size: int, k: int):
-    """Index arrays (steps, batch) in dispatch order: chunks of k full batches, the rest one by one."""
+def epoch_dispatches(order: np.ndarray, batch_size: int, k: int, multiple: int = 1):
+    """Index arrays (steps, batch) in dispatch order: chunks of k full batches, the rest one by one.
+
+    With several devices, a batch that does not split evenly is padded with -1 to the next multiple
+    of the device count: every device gets the same share, and the step's mean counts real samples
+    only, which is the math of torch_impl's uneven DistributedDataParallel shares.
+    """
+    def pad(rows):
+        extra = padded(rows.shape[1], multiple) - rows.shape[1]
+        return np.pad(rows, ((0, 0), (0, extra)), constant_values=-1) if extra else rows
+
     n = len(order)
     full = n // batch_size
     steps = order[: full * batch_size].reshape(full, batch_size)
     for start in range(0, full - full % k, k):
-        yield steps[start : start + k]
+        yield pad(steps[start : start + k])
     for i in range(full - full % k, full):
-        yield steps[i : i + 1]
+        yield pad(steps[i : i + 1])
     if n % batch_size:
-        yield order[full * batch_size :][None]
+        yield pad(order[full * batch_size :][None])
+
+
+def compile_with_options(lowered, platform: str):
+    """Compile with the backend's XLA options; one that this jaxlib does not know is dropped with a
+    warning (older and newer jaxlibs differ), never a failed run."""
+    options = dict(COMPILER_OPTIONS.get(platform) or {})
+    while True:
+        try:
+            return lowered.compile(options or None)
+        except jax.errors.JaxRuntimeError as e:
+            unknown = [k for k in options if f"No such compile option: '{k}'" in str(e)]
+            if not unknown:
+                raise
+            for k in unknown:
+                warnings.warn(f"this jaxlib ({jax.__version__}) has no XLA option {k}; compiling without it "
+                              "(the step may be slower, the math is the same)", stacklevel=2)
+                COMPILER_OPTIONS[platform].pop(k, None)
+                options.pop(k)
 
 
 def compile_train_steps(state, images, labels, shape: tuple[int, int], placement: Placement):
     """train_steps compiled for one index shape (steps, batch) with the backend's options."""
     idx = jax.ShapeDtypeStruct(shape, jnp.int32, sharding=placement.batch)
     lowered = train_steps.lower(state, zero_totals(placement), images, labels, idx)
-    return lowered.compile(COMPILER_OPTIONS.get(placement.platform))
+    return compile_with_options(lowered, placement.platform)
 
 
 def compile_all(state, images, labels, test_x, test_y, n, batch_size, k, placement: Placement):
     """Compile every train and eval shape ahead of time, so no epoch pays for compilation."""
     compiled = {shape: compile_train_steps(state, images, labels, shape, placement)
-                for shape in epoch_plan(n, batch_size, k)}
+                for shape in epoch_plan(n, batch_size, k, placement.size)}
     compiled["eval"] = compile_eval(state, test_x, test_y, placement)
     return compiled
 
 
 def compile_eval(state, test_x, test_y, placement: Placement):
     """evaluate_all compiled for the padded test set with the backend's options."""
-    return jax.jit(evaluate_all).lower(state, test_x, test_y).compile(COMPILER_OPTIONS.get(placement.platform))
+    return compile_with_options(jax.jit(evaluate_all).lower(state, test_x, test_y), placement.platform)
 
 
 def evaluate(eval_fn, state: TrainState, test_x: jax.Array, test_y: jax.Array, num_test: int):
@@ -225,6 +270,17 @@ def evaluate(eval_fn, state: TrainState, test_x: jax.Array, test_y: jax.Array, n
 
 def versions() -> dict[str, str]:
     return {"jax": jax.__version__, "flax": flax.__version__, "optax": optax.__version__, "numpy": np.__version__}
+
+
+def environment(placement: Placement) -> dict:
+    """What else decides this run's numbers and speed: jaxlib, the backend's runtime, the devices, threads."""
+    import jaxlib
+
+    backend = jax.extend.backend.get_backend(placement.platform)
+    return {"jaxlib": jaxlib.__version__, "backend": placement.platform,
+            "backend_version": getattr(backend, "platform_version", None),
+            "devices": sorted({d.device_kind for d in placement.devices}), "process_count": jax.process_count(),
+            "xla_flags": os.environ.get("XLA_FLAGS"), "compiler_options": COMPILER_OPTIONS.get(placement.platform)}
 
 
 def steps_per_dispatch(config: TrainConfig, platform: str) -> int:
@@ -264,7 +320,7 @@ def train_and_evaluate(config: TrainConfig, dataset: FashionMNIST, where: jax.De
         state = create_train_state(config, placement)
     k = steps_per_dispatch(config, placement.platform)
     with CLOCK("write"):
-        run = Run(config, "flax", versions(), placement.describe())
+        run = Run(config, "flax", versions(), placement.describe(), environment(placement))
     variant = model_variant(config, placement.platform)
     summary = "\n".join(
         [f"{type(build_model(variant)).__name__}(conv2d_kernel_size={config.kernel_size}, "
@@ -293,7 +349,7 @@ def train_and_evaluate(config: TrainConfig, dataset: FashionMNIST, where: jax.De
         first_step = int(state.step)
         with run.epoch_bar(epoch, steps) as bar, CLOCK("train"):
             order = epoch_order(n, config.seed, epoch).astype(np.int32)
-            for i, idx in enumerate(epoch_dispatches(order, config.batch_size, k), start=1):
+            for i, idx in enumerate(epoch_dispatches(order, config.batch_size, k, placement.size), start=1):
                 state, totals = compiled[idx.shape](state, totals, train_x, train_y, placement.put_batch(idx))
                 if check_every and i % check_every == 0:
                     run.check_finite(bad_step(totals, first_step), epoch, steps)

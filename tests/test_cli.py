@@ -28,6 +28,8 @@ BAD_FLAGS = [
     (["--eval-only"], "--checkpoint"),
     (["--resume", "--overwrite"], "--overwrite"),
     (["--checkpoint", "model.safetensors"], "--init-weights"),
+    (["--seed", "-5"], "--seed"),
+    (["--seed", str(2**32)], "--seed"),
     (["--eval-only", "--checkpoint", "a.safetensors", "--init-weights", "b.safetensors"], "--init-weights"),
 ]
 FRAMEWORK_BAD_FLAGS = {"torch": [], "flax": [(["--init", "xavier"], "--init"), (["--num-devices", "99"], "--num-devices"),

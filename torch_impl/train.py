@@ -163,6 +163,16 @@ def versions() -> dict[str, str]:
     return {"torch": torch.__version__, "numpy": np.__version__}
 
 
+def environment(device: torch.device) -> dict:
+    """What else decides this run's numbers and speed: threads, CUDA and cuDNN, the GPU."""
+    env = {"torch_threads": torch.get_num_threads(), "torch_interop_threads": torch.get_num_interop_threads(),
+           "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available()
+           else None}
+    if device.type == "cuda":
+        env["gpu"] = torch.cuda.get_device_name(device)
+    return env
+
+
 def adam_state_numpy(model: Convnet, optimizer: torch.optim.Adam) -> tuple[int, dict, dict]:
     """Adam's step count and moment estimates, by parameter name, as NumPy."""
     exp_avg, exp_avg_sq, step = {}, {}, 0
@@ -194,7 +204,7 @@ def train_and_evaluate(config: TrainConfig, dataset: FashionMNIST, device: torch
     world = config.extra.get("world_size", 1)
     where = str(device) if world == 1 else f"{device} x {world} processes (DistributedDataParallel, {dist.get_backend()})"
     with CLOCK("write"):
-        run = Run(config, "torch", versions(), where)
+        run = Run(config, "torch", versions(), where, environment(device))
     run.describe_model(str(model), count_parameters(model), dataset)
     ckpt = run.load_resume_checkpoint()
     if ckpt is not None:
