@@ -4,15 +4,26 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 PY := $(VENV)/bin/python
 
-.PHONY: install test train bench clean
+.PHONY: install lock test train bench clean
 
 install: $(STAMP)
 
-# Re-installs only when pyproject.toml changes (or the venv is missing).
-$(STAMP): pyproject.toml
+# Re-installs only when pyproject.toml or constraints.txt change (or the venv is missing). The
+# versions are constraints.txt's: the ones the tests passed with, so metrics reproduce number for number.
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
+
+# Refresh constraints.txt: the newest versions pyproject.toml allows, in a fresh venv. Then `make test`.
+lock:
+	rm -rf .venv-lock
+	$(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/python -m pip install --quiet -e '.[dev]'
+	{ echo "# Tested, pinned versions for \`make install\` (pip's constraints: only what the project needs is installed)."; \
+	  echo "# Made by \`make lock\` from a fresh venv on Python $$(.venv-lock/bin/python -c 'import platform; print(platform.python_version())'), $$(date -u +%Y-%m-%d); refresh with \`make lock\`, then run \`make test\`."; \
+	  .venv-lock/bin/python -m pip freeze --exclude-editable; } > constraints.txt
+	rm -rf .venv-lock
 
 test: install
 	$(PY) -m pytest

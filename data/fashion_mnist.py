@@ -46,7 +46,16 @@ MIRRORS = (
 )
 
 ENV_VAR = "FASHION_MNIST_DIR"
-CACHE_DIR = Path(__file__).resolve().parent / "fashion-mnist"
+def cache_dir(package: Path = Path(__file__).resolve().parent) -> Path:
+    """data/fashion-mnist/ in a source checkout (beside pyproject.toml, ignored by git); anywhere else,
+    e.g. a `pip install .` into site-packages, the user's cache: $XDG_CACHE_HOME/fashion-parity/data."""
+    if (package.parent / "pyproject.toml").is_file():
+        return package / "fashion-mnist"
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "fashion-parity" / "data"
+
+
+CACHE_DIR = cache_dir()
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 # IDX type codes (third byte of the magic number) -> big-endian NumPy dtypes.
