@@ -1,7 +1,9 @@
 """`make bench` / `python -m benchmarks`: training throughput of every implementation, in one run.
 
-Each row runs in its own subprocess (clean peak memory), `--repeats` timings of `--steps` steps after
-a warm-up; medians are quoted and ratios are computed between rows of this same run. The model's
+Each row runs in its own subprocess (clean peak memory): `--steps` timed steps after `--warmup`
+untimed ones. Rows run in `--rounds` interleaved rounds (every row once per round, in a rotated
+order), so a machine whose speed drifts slows every row alike; the median over rounds is quoted
+with its spread (min-max), and ratios are computed between rows of this same run. The model's
 training FLOPs are counted analytically (common.arch.train_flops) and compared with the machine's
 float32 matmul ceiling, measured here in both frameworks. Writes OUT.md and OUT.json.
 """
@@ -67,7 +69,7 @@ def run_row(name: str, flags: list[str], args, launcher: dict | None = None) -> 
     if "xla_host_devices" in launcher:
         env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={launcher['xla_host_devices']}"
     cmd = [*prefix, "benchmarks.rows", name, "--device", args.device, "--steps", str(args.steps),
-           "--warmup", str(args.warmup), "--repeats", str(args.repeats), *flags]
+           "--warmup", str(args.warmup), "--repeats", "1", *flags]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         return {"row": name, "error": (proc.stderr.strip().splitlines() or ["failed"])[-1]}
@@ -112,7 +114,8 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
     parser.add_argument("--steps", type=int, default=128, help="timed steps per repeat (default: %(default)s)")
     parser.add_argument("--warmup", type=int, default=32, help="untimed steps first (default: %(default)s)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed repeats; medians quoted (default: %(default)s)")
+    parser.add_argument("--rounds", "--repeats", type=int, default=3, dest="rounds",
+                        help="interleaved rounds, one timing of every row each; medians quoted (default: %(default)s)")
     parser.add_argument("--with-compile", action="store_true", help="add torch.compile rows on CPU too")
     parser.add_argument("--devices", type=int, default=0,
                         help="data-parallel rows over N devices (default: the GPUs present, else 2 on CPU; 1: none)")
@@ -129,19 +132,34 @@ def main(argv=None) -> int:
     ceiling = max(c.get("gflops", 0.0) for c in ceilings.values())
     print("float32 matmul ceiling: " + ", ".join(f"{fw} {c.get('gflops', float('nan')):.0f} GFLOP/s"
                                                  for fw, c in ceilings.items()), flush=True)
+    rows = rows_for(accelerator, args.with_compile, devices)
+    runs: list[list[dict]] = [[] for _ in rows]
+    for round_ in range(args.rounds):
+        shift = round_ % len(rows)
+        for i in list(range(len(rows)))[shift:] + list(range(len(rows)))[:shift]:  # rotated: no row always first
+            label, name, flags, launcher = rows[i]
+            r = run_row(name, flags, args, launcher)
+            runs[i].append(r)
+            status = "failed: " + r["error"] if "error" in r else f"{BATCH / r['seconds_per_step'][0]:.0f} samples/s"
+            print(f"  round {round_ + 1}: {label}: {status}", flush=True)
     results = []
-    for label, name, flags, launcher in rows_for(accelerator, args.with_compile, devices):
-        r = run_row(name, flags, args, launcher)
+    for (label, name, flags, launcher), row_runs in zip(rows, runs):
+        good = [r for r in row_runs if "error" not in r]
+        if not good:
+            results.append({**row_runs[-1], "label": label})
+            continue
+        r = dict(good[0])
         r["label"] = label
-        if "error" not in r:
-            r["median_seconds_per_step"] = statistics.median(r["seconds_per_step"])
-            r["samples_per_second"] = BATCH / r["median_seconds_per_step"]
-            r["epoch_seconds"] = EPOCH / r["samples_per_second"]
-            r["gflops"] = flops_step / r["median_seconds_per_step"] / 1e9
-            r["fraction_of_ceiling"] = r["gflops"] / ceiling if ceiling else None
-            print(f"  {label}: {r['samples_per_second']:.0f} samples/s, {r['epoch_seconds']:.1f} s/epoch", flush=True)
-        else:
-            print(f"  {label}: failed: {r['error']}", flush=True)
+        r["seconds_per_step"] = [x["seconds_per_step"][0] for x in good]
+        r["first_step_seconds"] = statistics.median(x["first_step_seconds"] for x in good)
+        r["peak_rss_mib"] = max(x["peak_rss_mib"] for x in good)
+        r["median_seconds_per_step"] = statistics.median(r["seconds_per_step"])
+        r["samples_per_second"] = BATCH / r["median_seconds_per_step"]
+        r["samples_per_second_min"] = BATCH / max(r["seconds_per_step"])
+        r["samples_per_second_max"] = BATCH / min(r["seconds_per_step"])
+        r["epoch_seconds"] = EPOCH / r["samples_per_second"]
+        r["gflops"] = flops_step / r["median_seconds_per_step"] / 1e9
+        r["fraction_of_ceiling"] = r["gflops"] / ceiling if ceiling else None
         results.append(r)
 
     def find(label_prefix):
@@ -167,23 +185,28 @@ def main(argv=None) -> int:
 
     lines = [
         f"Machine: {machine()}; " + ", ".join(f"{k} {v}" for k, v in versions().items()),
-        f"Steps at batch {BATCH}: {args.warmup} warm-up, then {args.repeats} x {args.steps} timed (median); "
+        f"Steps at batch {BATCH}: per row and round a fresh process, {args.warmup} warm-up steps, then {args.steps} "
+        f"timed; {args.rounds} interleaved rounds, median (min-max over rounds); "
         f"s/epoch = 60,000 / (samples/s). Training FLOPs {train_flops(3) / 1e6:.2f} MFLOP/sample; float32 matmul "
         f"ceiling {ceiling:.0f} GFLOP/s (best of torch and JAX).",
         "",
-        "| implementation | samples/s | s/epoch | first step (compile) s | peak MiB (RSS / device) | GFLOP/s "
-        "| % of ceiling | vs torch_impl | vs original |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "Compared: flax_impl as tuned (its default variant, and both variants) against eager torch_impl, plus the "
+        "tuned torch rows (channels-first, torch.compile, CUDA graphs where present).",
+        "",
+        "| implementation | device | samples/s, median (min-max) | s/epoch | first step (compile) s "
+        "| peak MiB (RSS / device) | GFLOP/s | % of ceiling | vs torch_impl | vs original |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     if variant_line:
         lines[2:2] = [variant_line]
     for r in results:
         if "error" in r:
-            lines.append(f"| {r['label']} | failed: {r['error']} | | | | | | | |")
+            lines.append(f"| {r['label']} | | failed: {r['error']} | | | | | | | |")
             continue
         mem = f"{r['peak_rss_mib']:.0f}" + (f" / {r['peak_device_mib']:.0f}" if r.get("peak_device_mib") else "")
         lines.append(
-            f"| {r['label']} | {r['samples_per_second']:.0f} | {r['epoch_seconds']:.1f} | {r['first_step_seconds']:.2f} "
+            f"| {r['label']} | {r.get('device', '')} | {r['samples_per_second']:.0f} ({r['samples_per_second_min']:.0f}-"
+            f"{r['samples_per_second_max']:.0f}) | {r['epoch_seconds']:.1f} | {r['first_step_seconds']:.2f} "
             f"| {mem} | {r['gflops']:.1f} | {fmt(100 * r['fraction_of_ceiling'] if r['fraction_of_ceiling'] else None, '.0f')}% "
             f"| {fmt(r['vs_torch_impl'], '.2f')}x | {fmt(r['vs_original'], '.2f')}x |"
         )

@@ -2,25 +2,25 @@
 # Every GPU measurement the issues ask for, in one prepared run (for a lent device machine, where
 # python3 already has torch, jax[cuda], flax, optax, safetensors, tqdm and matplotlib):
 #   copy the four dataset files into data/fashion-mnist/ first and name that folder in `carry`;
-#   then run: bash benchmarks/gpu_check.sh   (about 5 minutes on one H100)
-# Results go to $OUT (the device tool brings back at most 8 files) or runs/gpu-check/.
-# PYTHON picks the interpreter (default python3). TRAIN_ARGS and BENCH_ARGS shorten a trial run, e.g. TRAIN_ARGS="--epochs 1 --train-size 2000".
+#   then run: bash benchmarks/gpu_check.sh   (budget: about 7 minutes on one H100/H200)
+# Results go to $OUT (the device tool brings back at most 8 files) or runs/gpu-check/:
+#   bench.md/json (the training step, both flax variants, torch eager / compile / CUDA graphs),
+#   process.md/json (whole processes, 1 and 10 epochs, cold and warm compilation cache, phases),
+#   gpu_check.log. Each step has its own timeout, so one that hangs cannot take the rest with it.
+# PYTHON picks the interpreter (default python3). BENCH_ARGS and PROCESS_ARGS shorten a trial run on
+# a CPU, e.g. BENCH_ARGS="--steps 16 --warmup 4 --repeats 1 --devices 1" PROCESS_ARGS="--epochs 1 --rounds 1".
 set -uo pipefail
 export PYTHONPATH=. PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}
 DEST=${OUT:-runs/gpu-check}
-RUNS=runs/gpu-check-runs
-TRAIN_ARGS=${TRAIN_ARGS:-}
 BENCH_ARGS=${BENCH_ARGS:---steps 512 --warmup 128 --repeats 3}
-mkdir -p "$DEST" "$RUNS"
+PROCESS_ARGS=${PROCESS_ARGS:---epochs 1,10 --rounds 1}
+mkdir -p "$DEST"
 {
     nvidia-smi -L 2>/dev/null || echo "no nvidia-smi"
-    "$PY" -c "import jax, torch; print('jax', jax.__version__, jax.devices()); print('torch', torch.__version__, torch.cuda.is_available())"
+    timeout 60 "$PY" -c "import jax, torch; print('jax', jax.__version__, jax.devices()); print('torch', torch.__version__, torch.cuda.is_available())"
     # shellcheck disable=SC2086
-    "$PY" -m benchmarks $BENCH_ARGS --out "$DEST/bench"
+    timeout 220 "$PY" -m benchmarks $BENCH_ARGS --out "$DEST/bench" || echo "step benchmark failed or timed out"
     # shellcheck disable=SC2086
-    "$PY" -m flax_impl.train --out-dir "$RUNS/flax" --overwrite $TRAIN_ARGS
-    # shellcheck disable=SC2086
-    "$PY" -m torch_impl.train --out-dir "$RUNS/torch" --overwrite $TRAIN_ARGS
-    "$PY" -m common.compare "$RUNS/torch" "$RUNS/flax" --out "$DEST/comparison"
+    timeout 280 "$PY" -m benchmarks.process $PROCESS_ARGS --out "$DEST/process" || echo "process benchmark failed or timed out"
 } 2>&1 | tee "$DEST/gpu_check.log"

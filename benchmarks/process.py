@@ -3,7 +3,7 @@
 Rows: torch_impl, flax_impl with a cold and with a warm compilation cache, and the original example
 (benchmarks/original_example.py), for a few epoch counts (1 and 3 on a CPU, 1 and 10 on a GPU).
 Rows run in interleaved rounds (each round runs every row once, in a rotated order), after one
-untimed warm-up round, so that a machine whose speed drifts slows every row alike; medians and
+untimed warm-up round (at the shortest epoch count), so that a machine whose speed drifts slows every row alike; medians and
 their spread are quoted, ratios are between medians of this run. Each trainer's run reports where
 its seconds went (timings.json "phases"): import, data, init, compile, train, evaluate, write.
 Writes OUT.md and OUT.json.
@@ -93,10 +93,10 @@ def main(argv=None) -> int:
     warm_cache = work / "warm-cache"
     results: dict[tuple[str, int], list[dict]] = {(r, e): [] for r in rows for e in epochs_list}
     try:
-        # Warm-up round, untimed: fills the warm compilation cache, the data cache and the OS's file cache.
-        for epochs in epochs_list:
-            for row in rows:
-                run_once(row, epochs, device, work, warm_cache)
+        # Warm-up round, untimed, at the shortest length (the programs compiled do not depend on the
+        # epoch count): fills the warm compilation cache, the data cache and the OS's file cache.
+        for row in rows:
+            run_once(row, min(epochs_list), device, work, warm_cache)
         for round_ in range(args.rounds):
             for epochs in epochs_list:
                 order = rows[round_ % len(rows):] + rows[: round_ % len(rows)]  # rotate: no row always first
