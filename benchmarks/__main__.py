@@ -211,16 +211,21 @@ def main(argv=None) -> int:
             f"| {fmt(r['vs_torch_impl'], '.2f')}x | {fmt(r['vs_original'], '.2f')}x |"
         )
     table = "\n".join(lines) + "\n"
-    out = Path(args.out)
+    write_report(args.out, table, {"machine": machine(), "versions": versions(), "ceilings": ceilings,
+                                   "ceiling_gflops": ceiling, "flops_per_step": flops_step, "rows": results,
+                                   "args": vars(args)})
+    return 0
+
+
+def write_report(out: str, table: str, payload: dict) -> None:
+    """OUT.md (the table) and OUT.json (everything measured), and the table on the console."""
+    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".md").write_text(table)
-    write_json_atomic(out.with_suffix(".json"), {"machine": machine(), "versions": versions(), "ceilings": ceilings,
-                                                 "ceiling_gflops": ceiling, "flops_per_step": flops_step,
-                                                 "rows": results, "args": vars(args)})
+    write_json_atomic(out.with_suffix(".json"), payload)
     print()
     print(table)
     print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.json')}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -22,9 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.__main__ import detect_accelerator, machine, versions
+from benchmarks.__main__ import detect_accelerator, machine, versions, write_report
 from common.phases import PHASES
-from common.run_files import write_json_atomic
 
 REPO = Path(__file__).resolve().parents[1]
 ROWS = {
@@ -154,14 +153,8 @@ def main(argv=None) -> int:
                          f"{100 * warm[e]['phases']['compile'] / cold[e]['phases']['compile']:.0f}% of the cold "
                          f"{cold[e]['phases']['compile']:.2f} s.")
     table = "\n".join(lines) + "\n"
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".md").write_text(table)
-    write_json_atomic(out.with_suffix(".json"), {"machine": machine(), "versions": versions(), "device": device,
-                                                 "rows": summary, "args": vars(args)})
-    print()
-    print(table)
-    print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.json')}")
+    write_report(args.out, table, {"machine": machine(), "versions": versions(), "device": device, "rows": summary,
+                                   "args": vars(args)})
     return 0
 
 
