@@ -9,6 +9,9 @@ from common.arch import VALID_KERNEL_SIZES
 from common.checkpoint import checkpoint_kernel_size
 
 FRAMEWORKS = ("torch", "flax")
+# Float32 matmuls and convolutions: exact float32 ("highest", the default in both, for parity), or
+# TF32-class tensor cores ("tf32": faster on NVIDIA GPUs since Ampere, ~1e-3 relative error).
+PRECISIONS = ("highest", "tf32")
 
 
 @dataclass
@@ -30,6 +33,8 @@ class TrainConfig:
     eval_only: bool = False
     checkpoint: str | None = None
     init_weights: str | None = None
+    precision: str = "highest"
+    deterministic: bool = False
     resume: bool = False
     overwrite: bool = False
     extra: dict = field(default_factory=dict)
@@ -104,6 +109,13 @@ def build_parser(framework: str, devices_help: str) -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", default=None,
                         help="folder with the four Fashion-MNIST IDX files (default: $FASHION_MNIST_DIR, "
                              "data/fashion-mnist/, /usr/share/datasets/fashion-mnist/, else download)")
+    parser.add_argument("--precision", choices=PRECISIONS, default=d.precision,
+                        help="every float32 matmul and convolution in the framework: highest (exact float32, as "
+                             "on a CPU) or tf32 (TF32 tensor cores on NVIDIA GPUs); no effect on a CPU")
+    parser.add_argument("--deterministic", action="store_true",
+                        help="deterministic GPU kernels (torch's deterministic algorithms; XLA's "
+                             "--xla_gpu_deterministic_ops): the same seed gives the same metrics.jsonl, run after "
+                             "run, at some cost in speed; CPU runs are deterministic anyway")
     parser.add_argument("--quiet", action="store_true", help="no progress bar and no per-epoch lines")
     parser.add_argument("--train-size", type=_positive_int, default=None,
                         help="train on the first N training samples only (quick runs); default: all 60,000")

@@ -26,7 +26,10 @@ FORMAT = "fashion-parity-training-checkpoint/1"
 GROUPS = ("model", "adam.exp_avg", "adam.exp_avg_sq")
 # What must match for a resumed run to continue the same training (steps_per_dispatch does not
 # change the math, so it may differ) ...
-RESUME_KEYS = ("framework", "batch_size", "kernel_size", "seed", "train_size", "test_size", "init", "init_weights")
+RESUME_KEYS = ("framework", "batch_size", "kernel_size", "seed", "train_size", "test_size", "init", "init_weights",
+               "precision")
+# Keys added after checkpoints were first written: an older checkpoint stands for their default.
+RESUME_DEFAULTS = {"init_weights": None, "precision": "highest"}
 # ... and what a resume may change, with a warning recorded in config.json's segments: the length
 # of the run (extend a finished run) and the learning rate (continue after a divergence).
 SCHEDULE_KEYS = ("epochs", "lr")
@@ -103,6 +106,7 @@ def load_training_checkpoint(path: str | os.PathLike, config: TrainConfig) -> Tr
     except (KeyError, ValueError) as e:
         raise CheckpointError(f"{path}: damaged metadata ({e})") from None
     wanted = resume_config(config)
+    saved = {**RESUME_DEFAULTS, **saved}
     differ = [f"{k} (checkpoint {saved.get(k)!r}, now {wanted[k]!r})" for k in RESUME_KEYS if saved.get(k) != wanted[k]]
     if differ:
         raise CheckpointError(f"{path}: cannot resume with different hyperparameters: {', '.join(differ)}; "

@@ -44,8 +44,17 @@ def resolve_device(name: str) -> jax.Device:
     return make_placement(name, 1).devices[0]
 
 
+def set_numerics(precision: str, deterministic: bool) -> None:
+    """One precision policy for every float32 matmul and convolution (JAX's default on GPUs is
+    TF32-class), and XLA's deterministic GPU ops if asked; before the backend starts."""
+    jax.config.update("jax_default_matmul_precision", "highest" if precision == "highest" else "tensorfloat32")
+    if deterministic and "xla_gpu_deterministic_ops" not in os.environ.get("XLA_FLAGS", ""):
+        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_gpu_deterministic_ops=true".strip()
+
+
 def setup_placement(config: TrainConfig) -> Placement:
     """Connect to other hosts if asked, then choose the devices (CLI errors as ValueError)."""
+    set_numerics(config.precision, config.deterministic)
     extra = config.extra
     config.extra["compilation_cache"] = compile_cache.enable(extra.get("compilation_cache"))
     initialize_distributed(extra.get("coordinator_address"), extra.get("num_processes"), extra.get("process_id"))
@@ -280,7 +289,8 @@ def environment(placement: Placement) -> dict:
     return {"jaxlib": jaxlib.__version__, "backend": placement.platform,
             "backend_version": getattr(backend, "platform_version", None),
             "devices": sorted({d.device_kind for d in placement.devices}), "process_count": jax.process_count(),
-            "xla_flags": os.environ.get("XLA_FLAGS"), "compiler_options": COMPILER_OPTIONS.get(placement.platform)}
+            "xla_flags": os.environ.get("XLA_FLAGS"), "compiler_options": COMPILER_OPTIONS.get(placement.platform),
+            "default_matmul_precision": jax.config.jax_default_matmul_precision}
 
 
 def steps_per_dispatch(config: TrainConfig, platform: str) -> int:

@@ -49,8 +49,23 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def set_numerics(precision: str, deterministic: bool) -> None:
+    """One precision policy for every float32 matmul and convolution, and deterministic kernels if
+    asked; before any CUDA work. torch's own default mixes them (TF32 for cuDNN convolutions, not
+    for matmuls); on a CPU neither setting changes a result."""
+    tf32 = precision == "tf32"
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # what cuBLAS needs to be reproducible
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+
+
 def setup_device(config: TrainConfig) -> torch.device:
     """The device; under torchrun (WORLD_SIZE > 1) also joins the process group: nccl on CUDA, gloo on CPU."""
+    set_numerics(config.precision, config.deterministic)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
         return resolve_device(config.device)
@@ -167,7 +182,9 @@ def environment(device: torch.device) -> dict:
     """What else decides this run's numbers and speed: threads, CUDA and cuDNN, the GPU."""
     env = {"torch_threads": torch.get_num_threads(), "torch_interop_threads": torch.get_num_interop_threads(),
            "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available()
-           else None}
+           else None, "allow_tf32": {"matmul": torch.backends.cuda.matmul.allow_tf32,
+                                     "cudnn": torch.backends.cudnn.allow_tf32},
+           "deterministic_algorithms": torch.are_deterministic_algorithms_enabled()}
     if device.type == "cuda":
         env["gpu"] = torch.cuda.get_device_name(device)
     return env
