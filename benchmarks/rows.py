@@ -141,8 +141,9 @@ def flax_rows(name: str, device_name: str, args):
     ds = load_fashion_mnist()
     x_all, y_all = flax_train.device_arrays(ds.train_images, ds.train_labels, placement)
     # Every variant through the trainer's own state, compiled step and compiler options.
-    state = flax_train.create_train_state(TrainConfig("flax", extra={"variant": args.variant}), placement)
-    k = args.k or flax_train.STEPS_PER_DISPATCH.get(placement.platform, 1)
+    config = TrainConfig("flax", extra={"variant": args.variant})
+    state = flax_train.create_train_state(config, placement)
+    k = args.k or flax_train.steps_per_dispatch(config, placement.platform)
     holder = {"state": state, "totals": flax_train.zero_totals(placement)}
     step = None
 

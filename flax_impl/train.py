@@ -295,7 +295,15 @@ def environment(placement: Placement) -> dict:
 
 
 def steps_per_dispatch(config: TrainConfig, platform: str) -> int:
-    return config.extra.get("steps_per_dispatch") or STEPS_PER_DISPATCH.get(platform, 1)
+    """--steps-per-dispatch, else the backend's default. The idiomatic model on XLA:CPU runs one
+    step per dispatch: inside a lax.scan, XLA:CPU takes its convolutions' weight gradients off the
+    Eigen path (185 against 1,800 samples/s at 16 steps per dispatch, measured here); the
+    cpu-tuned variant writes those gradients as plain convolutions and scans well."""
+    if config.extra.get("steps_per_dispatch"):
+        return config.extra["steps_per_dispatch"]
+    if platform == "cpu" and model_variant(config, platform) == "idiomatic":
+        return 1
+    return STEPS_PER_DISPATCH.get(platform, 1)
 
 
 def adam_state(state: TrainState) -> optax.ScaleByAdamState:
@@ -410,7 +418,8 @@ def main(argv: list[str] | None = None) -> int:
                              "the faster on this backend (cpu-tuned on the CPU, idiomatic elsewhere)")
     parser.add_argument("--steps-per-dispatch", type=int, default=0,
                         help="train steps fused into one jitted lax.scan; 0 = per backend "
-                             f"({', '.join(f'{k} {v}' for k, v in STEPS_PER_DISPATCH.items())})")
+                             f"({', '.join(f'{k} {v}' for k, v in STEPS_PER_DISPATCH.items())}; 1 for the "
+                             "idiomatic model on a CPU)")
     parser.add_argument("--num-devices", type=int, default=0,
                         help="data-parallel over the first N devices of the platform; 0 = all of them")
     parser.add_argument("--coordinator-address", default=None,

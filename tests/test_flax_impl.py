@@ -184,3 +184,12 @@ def test_eval_only_refuses_a_foreign_checkpoint(real_data, tmp_path, capsys):
     assert e.value.code == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "missing tensors" in err[0] and "conv2.weight" in err[0]
+
+
+@pytest.mark.parametrize("variant,k", [("cpu-tuned", flax_train.STEPS_PER_DISPATCH["cpu"]), ("idiomatic", 1)])
+def test_default_steps_per_dispatch_on_the_cpu_follow_the_variant(variant, k):
+    """A scan for the cpu-tuned model; one step per dispatch for the idiomatic one, which XLA:CPU
+    runs ~10x slower inside a scan. An explicit --steps-per-dispatch always wins."""
+    assert flax_train.steps_per_dispatch(TrainConfig("flax", extra={"variant": variant}), "cpu") == k
+    explicit = TrainConfig("flax", extra={"variant": variant, "steps_per_dispatch": 4})
+    assert flax_train.steps_per_dispatch(explicit, "cpu") == 4
