@@ -123,12 +123,15 @@ def build_parser(framework: str, devices_help: str) -> argparse.ArgumentParser:
                         help="evaluate on the first N test samples only; default: all 10,000")
     restart = parser.add_mutually_exclusive_group()
     restart.add_argument("--resume", action="store_true",
-                         help="continue the run in --out-dir from its last complete epoch (same hyperparameters)")
-    restart.add_argument("--overwrite", action="store_true", help="replace a finished or unfinished run in --out-dir")
+                         help="continue the run in --out-dir from its last complete epoch; --epochs (to extend it) "
+                              "and --lr may change, the rest must match")
+    restart.add_argument("--overwrite", action="store_true",
+                         help="replace the run in --out-dir (kept aside until the new run's first checkpoint)")
     parser.add_argument("--eval-only", action="store_true",
                         help="evaluate --checkpoint on the test set instead of training")
     parser.add_argument("--checkpoint", default=None,
-                        help="a model.safetensors in torch state_dict layout (from either framework) for --eval-only")
+                        help="for --eval-only: a model.safetensors (either framework) or a run's "
+                             "checkpoint.safetensors")
     parser.add_argument("--init-weights", default=None, metavar="PATH",
                         help="start training from these weights (a model.safetensors from either framework) instead "
                              "of the seeded initialisation; --seed still sets the batch order")

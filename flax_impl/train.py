@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import time
@@ -426,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="several hosts: host:port of process 0, for jax.distributed.initialize")
     parser.add_argument("--num-processes", type=int, default=None, help="several hosts: how many processes")
     parser.add_argument("--process-id", type=int, default=None, help="several hosts: this process's index")
-    parser.add_argument("--compilation-cache", default=None, metavar="DIR",
+    parser.add_argument("--compilation-cache", default=argparse.SUPPRESS, metavar="DIR",
                         help="JAX's persistent compilation cache: a folder, or 'off' (default: "
                              f"${compile_cache.ENV}, else $XDG_CACHE_HOME/fashion-parity/jax)")
     return cli(parser, "flax", argv, setup_placement, train_and_evaluate, evaluate_checkpoint)
