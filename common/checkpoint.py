@@ -93,8 +93,8 @@ def checkpoint_kernel_size(path: str | os.PathLike | None) -> int | None:
     try:
         with safe_open(str(path), framework="numpy") as f:
             meta = f.metadata() or {}
-            names = list(f.keys())
-            shape = tuple(f.get_slice(n).get_shape() for n in names if n.endswith("conv1.weight"))
+            conv1 = next((n for n in f.keys() if n.endswith("conv1.weight")), None)  # model. prefix or not
+            shape = tuple(f.get_slice(conv1).get_shape()) if conv1 else None
     except Exception:  # noqa: BLE001 (an unreadable file is reported, with its reason, when it is loaded)
         return None
     for value in (meta.get("kernel_size"), json.loads(meta.get("config", "{}")).get("kernel_size")):
@@ -104,5 +104,5 @@ def checkpoint_kernel_size(path: str | os.PathLike | None) -> int | None:
             continue
         if k in VALID_KERNEL_SIZES:
             return k
-    k = _guess_kernel_size({"conv1.weight": tuple(shape[0])}) if shape else None
+    k = _guess_kernel_size({"conv1.weight": shape}) if shape else None
     return k if k in VALID_KERNEL_SIZES else None

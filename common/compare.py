@@ -33,7 +33,7 @@ def differences(a: dict, b: dict) -> list[str]:
     return [f"{k} {ca.get(k)} vs {cb.get(k)}" for k in COMPARABLE if ca.get(k) != cb.get(k)]
 
 
-def comparison_markdown(a: dict, b: dict) -> str:
+def comparison_markdown(a: dict, b: dict, differ: list[str] | None = None) -> str:
     la, lb = _label(a, b), _label(b, a)
     lines = [f"# {la} vs {lb}", "", f"Runs: `{a['dir']}` and `{b['dir']}`.", ""]
     sa, sb = a["summary"], b["summary"]
@@ -53,7 +53,7 @@ def comparison_markdown(a: dict, b: dict) -> str:
          *(f"{c['epochs']}, {c['batch_size']}, {c['lr']}, {c['kernel_size']}, {c['seed']}" for c in (ca, cb))),
     ]
     lines += [f"| | {la} | {lb} |", "|---|---|---|"] + [f"| {name} | {x} | {y} |" for name, x, y in rows]
-    differ = differences(a, b)
+    differ = differences(a, b) if differ is None else differ
     if differ:
         lines += ["", f"**Not comparable run for run: the runs differ in {', '.join(differ)}.** No speed ratio is "
                       "given; accuracies and curves are shown as they are.", ""]
@@ -98,7 +98,7 @@ def compare(run_a: str | Path, run_b: str | Path, out: str | Path) -> tuple[Path
     if differ:
         print(f"warning: the runs differ in {', '.join(differ)}: compared as they are, without a speed ratio",
               file=sys.stderr)
-    md.write_text(comparison_markdown(a, b))
+    md.write_text(comparison_markdown(a, b, differ))
     plot_curves({_label(a, b): a["metrics"], _label(b, a): b["metrics"]}, png,
                 title=f"{_label(a, b)} vs {_label(b, a)}")
     return md, png

@@ -181,8 +181,9 @@ def restore_set_aside(out: Path) -> bool:
 
 
 def prepare_out_dir(config: TrainConfig, overwrite: bool, resume: bool) -> None:
-    """Refuse to clobber a finished or unfinished run unless asked; --overwrite sets the old run aside."""
-    out = make_out_dir(config.out_dir)
+    """Refuse to clobber a finished or unfinished run unless asked; --overwrite sets the old run aside.
+    The folder exists already (make_out_dir) and this process holds its lock (common.run_lock)."""
+    out = Path(config.out_dir)
     ckpt = out / CHECKPOINT
     if not overwrite and (out / SET_ASIDE).is_dir() and not ckpt.is_file():
         restore_set_aside(out)  # an --overwrite that died before its first checkpoint: nothing is lost

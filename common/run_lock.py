@@ -40,9 +40,3 @@ def lock_out_dir(out_dir: str | os.PathLike) -> None:
     os.write(fd, f"{os.getpid()}\n".encode())
     _held[str(path)] = fd
 
-
-def unlock_out_dir(out_dir: str | os.PathLike) -> None:
-    """Release the lock early (tests, and callers that run several trainings in one process)."""
-    fd = _held.pop(str(Path(out_dir).resolve() / LOCK_FILE), None)
-    if fd is not None:
-        os.close(fd)  # closing the descriptor releases the flock

@@ -245,22 +245,21 @@ def cli(parser: argparse.ArgumentParser, framework: str, argv: list[str] | None,
         else:
             train(config, dataset, device)
     except (CheckpointError, OutDirError, DataError, NonFiniteLoss, RunLocked) as e:
-        restored = owned and restore_set_aside(out)
-        parser.exit(1, f"{parser.prog}: error: {e}{RESTORED if restored else ''}\n")
+        parser.exit(1, f"{parser.prog}: error: {e}{put_back(out, owned)}\n")
     except OSError as e:  # a full disk, a vanished folder, a permission: one line, what and why
-        restored = owned and restore_set_aside(out)
+        note = put_back(out, owned)
         meta = peek(out / CHECKPOINT) if owned else None
         kept = f"; the last complete checkpoint, {out / CHECKPOINT} (epoch {meta['epoch']}), is intact" if meta else ""
-        parser.exit(1, f"{parser.prog}: error: cannot write {e.filename or out}: {e.strerror or e}{kept}"
-                       f"{RESTORED if restored else ''}\n")
+        parser.exit(1, f"{parser.prog}: error: cannot write {e.filename or out}: {e.strerror or e}{kept}{note}\n")
     except KeyboardInterrupt:
-        restored = owned and restore_set_aside(out)
-        parser.exit(130, f"\n{parser.prog}: {interrupted_message(parser.prog, config, argv)}"
-                         f"{RESTORED if restored else ''}\n")
+        parser.exit(130, f"\n{parser.prog}: {interrupted_message(parser.prog, config, argv)}{put_back(out, owned)}\n")
     return 0
 
 
-RESTORED = "; the run that --overwrite was replacing is back in place"
+def put_back(out: Path, owned: bool) -> str:
+    """A run that ends before its first checkpoint puts back what its --overwrite set aside (only the
+    process holding the folder's lock may); the words that say so, or nothing."""
+    return "; the run that --overwrite was replacing is back in place" if owned and restore_set_aside(out) else ""
 
 
 def report_eval(framework: str, checkpoint: str, loss: float, correct: int, total: int) -> dict:

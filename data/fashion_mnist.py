@@ -46,6 +46,8 @@ MIRRORS = (
 )
 
 ENV_VAR = "FASHION_MNIST_DIR"
+
+
 def cache_dir(package: Path = Path(__file__).resolve().parent) -> Path:
     """data/fashion-mnist/ in a source checkout (beside pyproject.toml, ignored by git); anywhere else,
     e.g. a `pip install .` into site-packages, the user's cache: $XDG_CACHE_HOME/fashion-parity/data."""
