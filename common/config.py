@@ -77,6 +77,24 @@ def _seed(text: str) -> int:
     return value
 
 
+def parse_seeds(text: str) -> list[int]:
+    """A seed list: "0-7", "0,3,5" or both ("0-3,9"); each seed once, in the order given."""
+    seeds: list[int] = []
+    for part in text.split(","):
+        first, dash, last = part.strip().partition("-")
+        try:
+            span = range(_seed(first), _seed(last) + 1) if dash else [_seed(first)]
+        except argparse.ArgumentTypeError as e:
+            raise argparse.ArgumentTypeError(f"{e} in {text!r} (write seeds as 0-7, 0,3,5 or 0-3,9)") from None
+        if dash and not span:
+            raise argparse.ArgumentTypeError(f"empty range {part.strip()!r} in {text!r}: write the smaller seed first")
+        seeds += span
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    if repeated:
+        raise argparse.ArgumentTypeError(f"seed {repeated[0]} is listed twice in {text!r}")
+    return seeds
+
+
 def _kernel_size(text: str) -> int:
     value = _int(text)
     if value not in VALID_KERNEL_SIZES:
@@ -104,6 +122,10 @@ def build_parser(framework: str, devices_help: str) -> argparse.ArgumentParser:
                         help=f"conv kernel size, one of {VALID_KERNEL_SIZES}; --eval-only reads it from the "
                              f"checkpoint (default: {d.kernel_size})")
     parser.add_argument("--seed", type=_seed, default=d.seed, help="seeds the initialisation and the batch order")
+    parser.add_argument("--seeds", type=parse_seeds, default=None, metavar="LIST",
+                        help="a seed sweep instead of --seed: e.g. 0-7 or 0,3,5; each seed trains exactly the model "
+                             "--seed S trains and writes that run's files in OUT/seed-S/, plus OUT/seeds.json "
+                             "(mean, std, min, max over the seeds)")
     parser.add_argument("--device", default=d.device, help=devices_help)
     parser.add_argument("--out-dir", default=f"runs/{framework}", help="where config, metrics, plots and weights go")
     parser.add_argument("--data-dir", default=None,
@@ -147,6 +169,13 @@ def parse_config(parser: argparse.ArgumentParser, framework: str, argv: list[str
         parser.error("--checkpoint is read by --eval-only only; to train from saved weights use --init-weights PATH")
     if args["eval_only"] and args["init_weights"]:
         parser.error("--init-weights starts a training run; --eval-only evaluates --checkpoint instead")
+    if args["seeds"] is not None:
+        given = [a for a in argv or [] if a == "--seed" or a.startswith("--seed=")]
+        if given:
+            parser.error("--seed and --seeds exclude each other: a sweep takes its seeds from --seeds")
+        if args["eval_only"]:
+            parser.error("--seeds trains a sweep; --eval-only evaluates one --checkpoint")
+        args["seed"] = args["seeds"][0]
     if "kernel_size" not in args:  # not given: the checkpoint's own for --eval-only, else the reference's
         recorded = checkpoint_kernel_size(args["checkpoint"]) if args["eval_only"] else None
         args["kernel_size"] = recorded or TrainConfig.kernel_size

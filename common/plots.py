@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")  # files only: no display needed
 import matplotlib.pyplot as plt  # noqa: E402
@@ -51,6 +52,34 @@ def plot_curves(runs: dict[str, list[dict]], path: Path, title: str = "") -> Non
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_bands(sweeps: dict[str, list[list[dict]]], path: Path, title: str = "") -> None:
+    """Learning curves of seed sweeps: per framework the mean over seeds, a band of +-1 std, and the min-max range.
+
+    sweeps: label -> one metrics list per seed (all of the same length).
+    """
+    panels = (("train_loss", "train loss (cross-entropy)", 1), ("test_loss", "test loss (cross-entropy)", 1),
+              ("test_accuracy", "test accuracy (%)", 100))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for (label, runs), color in zip(sweeps.items(), ("tab:blue", "tab:orange", "tab:green", "tab:red")):
+        epochs = np.arange(1, min(len(m) for m in runs) + 1)
+        for ax, (key, name, scale) in zip(axes, panels):
+            values = scale * np.array([[m[e - 1][key] for e in epochs] for m in runs])  # (seeds, epochs)
+            mean, std = values.mean(0), values.std(0, ddof=1) if len(runs) > 1 else np.zeros(len(epochs))
+            ax.plot(epochs, mean, color=color, marker="o", label=f"{label} mean of {len(runs)} seeds")
+            ax.fill_between(epochs, mean - std, mean + std, color=color, alpha=0.25, label=f"{label} +-1 std")
+            ax.fill_between(epochs, values.min(0), values.max(0), color=color, alpha=0.08, label=f"{label} min-max")
+            ax.set(xlabel="epoch", ylabel=name, title=name)
+    for ax in axes:
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
     if title:
         fig.suptitle(title)
     fig.tight_layout()

@@ -37,9 +37,10 @@ class Run:
     """One training run's bookkeeping; the framework code only computes numbers and hands them here."""
 
     def __init__(self, config: TrainConfig, framework: str, versions: dict[str, str], device: str,
-                 environment: dict | None = None):
+                 environment: dict | None = None, announce: bool = True):
         # Data-parallel runs: only the first process (rank 0) prints and writes files.
         self.main = config.extra.get("rank", 0) == 0
+        self.announce = announce  # False for a seed of a sweep (common.sweep), whose console is the sweep's
         self.config = config if self.main else replace(config, quiet=True)
         self.framework = framework
         self.device = device
@@ -55,7 +56,7 @@ class Run:
             self.writer.write_config(self._config_record(versions, device, environment or {}))
         self.writer.start_metrics()
         say(f"{framework} | " + " ".join(f"{k} {v}" for k, v in versions.items()) + f" | device {device}",
-            self.config.quiet)
+            self.config.quiet or not announce)
 
     def _config_record(self, versions: dict, device: str, environment: dict) -> dict:
         """config.json: every setting, versions, device, environment and provenance, written at the
@@ -96,7 +97,7 @@ class Run:
         self.writer.restore(self.records, ckpt.timings)
         self.checkpoint_epoch = ckpt.epoch
         say(f"resuming from {self.checkpoint_path}: epoch {ckpt.epoch} of {self.config.epochs} done", self.config.quiet)
-        if ckpt.changed and self.main:
+        if ckpt.changed and self.main and self.announce:
             changes = ", ".join(f"--{k} {now:g} (the run so far: {was:g})" for k, (was, now) in ckpt.changed.items())
             print(f"warning: resuming with {changes}; config.json records the new segment", file=sys.stderr,
                   flush=True)
@@ -118,12 +119,13 @@ class Run:
         """first_bad_step: 0-based index within the epoch of the first non-finite loss, or -1."""
         if first_bad_step < 0:
             return
+        who = f"seed {self.config.seed}: " if "sweep" in self.config.extra else ""
         kept = (f"the last good checkpoint, {self.checkpoint_path} (epoch {self.checkpoint_epoch}), is kept"
                 if self.checkpoint_epoch else "no epoch had finished, so no checkpoint was written")
         how = (f"resume from it with a lower --lr (add --resume --lr {self.config.lr / 10:g} to the command)"
                if self.checkpoint_epoch else f"start again with a lower --lr (e.g. {self.config.lr / 10:g})")
         raise NonFiniteLoss(
-            f"the training loss became non-finite at epoch {epoch}, step {first_bad_step + 1} of {steps_per_epoch}; "
+            f"{who}the training loss became non-finite at epoch {epoch}, step {first_bad_step + 1} of {steps_per_epoch}; "
             f"training stopped and no weights of this epoch were written; {kept}; the learning rate "
             f"({self.config.lr:g}) is probably too high: {how}"
         )
@@ -139,8 +141,9 @@ class Run:
         return progress(batches, f"epoch {epoch}/{self.config.epochs}", self.config.quiet)
 
     def end_epoch(self, epoch: int, train_loss: float, train_correct: int, num_train: int,
-                  test_loss: float, test_correct: int, num_test: int) -> dict:
-        seconds = time.perf_counter() - self._epoch_start
+                  test_loss: float, test_correct: int, num_test: int, seconds: float | None = None) -> dict:
+        """Record and print an epoch; seconds: since epoch_bar began, unless given (a sweep's epoch)."""
+        seconds = time.perf_counter() - self._epoch_start if seconds is None else seconds
         record = {
             "epoch": epoch,
             "train_loss": float(train_loss),
@@ -189,8 +192,9 @@ class Run:
             "total_seconds": float(np.sum(epoch_seconds)) + (self.compile_seconds or 0.0),
         }
         self.writer.write_summary(summary)
-        print(f"final test accuracy: {100 * last['test_accuracy']:.2f}% ({last['test_correct']}/{len(test_labels)})"
-              f"; files in {out}/", flush=True)
+        if self.announce:
+            print(f"final test accuracy: {100 * last['test_accuracy']:.2f}% ({last['test_correct']}/"
+                  f"{len(test_labels)}); files in {out}/", flush=True)
         return summary
 
 
@@ -218,8 +222,12 @@ def interrupted_message(prog: str, config: TrainConfig, argv: list[str]) -> str:
 def cli(parser: argparse.ArgumentParser, framework: str, argv: list[str] | None,
         resolve_device: Callable[[TrainConfig], object],
         train: Callable[[TrainConfig, FashionMNIST, object], dict],
-        evaluate_checkpoint: Callable[[TrainConfig, FashionMNIST, object], dict]) -> int:
-    """Parse, pick the device, load the data, then train or evaluate; user errors never show a traceback."""
+        evaluate_checkpoint: Callable[[TrainConfig, FashionMNIST, object], dict],
+        train_seeds: Callable[[TrainConfig, FashionMNIST, object], dict]) -> int:
+    """Parse, pick the device, load the data, then train (one seed or a --seeds sweep) or evaluate;
+    user errors never show a traceback."""
+    from common import sweep  # here: common.sweep builds on this module's Run
+
     CLOCK.reset()
     CLOCK.add("import", process_age())  # interpreter start-up and imports: all that ran before this
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -231,6 +239,8 @@ def cli(parser: argparse.ArgumentParser, framework: str, argv: list[str] | None,
         parser.error(str(e))
     config.extra["argv"] = [*parser.prog.split()[1:], *argv]  # provenance: -m MODULE and the flags as typed
     out = Path(config.out_dir)
+    seeds = config.extra.get("seeds")
+    folders = [sweep.seed_dir(out, s) for s in seeds] if seeds else [out]  # where a run's files go
     writes = not config.eval_only and config.extra.get("rank", 0) == 0
     owned = False  # this process holds the folder's lock: only then may it put a set-aside run back
     try:
@@ -239,27 +249,39 @@ def cli(parser: argparse.ArgumentParser, framework: str, argv: list[str] | None,
             make_out_dir(out)
             lock_out_dir(out)  # one live run per folder; released by the OS however this process ends
             owned = True
-            prepare_out_dir(config, overwrite=config.overwrite, resume=config.resume)
+            if seeds:
+                sweep.prepare_sweep_dirs(config)
+            else:
+                prepare_out_dir(config, overwrite=config.overwrite, resume=config.resume)
         if config.eval_only:
             evaluate_checkpoint(config, dataset, device)
+        elif seeds:
+            train_seeds(config, dataset, device)
         else:
             train(config, dataset, device)
     except (CheckpointError, OutDirError, DataError, NonFiniteLoss, RunLocked) as e:
-        parser.exit(1, f"{parser.prog}: error: {e}{put_back(out, owned)}\n")
+        parser.exit(1, f"{parser.prog}: error: {e}{put_back(folders, owned)}\n")
     except OSError as e:  # a full disk, a vanished folder, a permission: one line, what and why
-        note = put_back(out, owned)
-        meta = peek(out / CHECKPOINT) if owned else None
-        kept = f"; the last complete checkpoint, {out / CHECKPOINT} (epoch {meta['epoch']}), is intact" if meta else ""
+        note = put_back(folders, owned)
+        metas = [(f / CHECKPOINT, peek(f / CHECKPOINT)) for f in folders] if owned else []
+        kept = "".join(f"; the last complete checkpoint, {path} (epoch {meta['epoch']}), is intact"
+                       for path, meta in metas if meta)
         parser.exit(1, f"{parser.prog}: error: cannot write {e.filename or out}: {e.strerror or e}{kept}{note}\n")
     except KeyboardInterrupt:
-        parser.exit(130, f"\n{parser.prog}: {interrupted_message(parser.prog, config, argv)}{put_back(out, owned)}\n")
+        said = (sweep.interrupted_sweep_message(parser.prog, config, resume_command(parser.prog, argv)) if seeds
+                else interrupted_message(parser.prog, config, argv))
+        parser.exit(130, f"\n{parser.prog}: {said}{put_back(folders, owned)}\n")
     return 0
 
 
-def put_back(out: Path, owned: bool) -> str:
+def put_back(folders: list[Path], owned: bool) -> str:
     """A run that ends before its first checkpoint puts back what its --overwrite set aside (only the
-    process holding the folder's lock may); the words that say so, or nothing."""
-    return "; the run that --overwrite was replacing is back in place" if owned and restore_set_aside(out) else ""
+    process holding the folders' locks may); the words that say so, or nothing."""
+    back = [f for f in folders if owned and restore_set_aside(f)]
+    if not back:
+        return ""
+    return ("; the run that --overwrite was replacing is back in place" if len(back) == 1 and len(folders) == 1
+            else f"; the runs that --overwrite was replacing are back in place in {len(back)} seed folders")
 
 
 def report_eval(framework: str, checkpoint: str, loss: float, correct: int, total: int) -> dict:

@@ -61,7 +61,10 @@ def setup_placement(config: TrainConfig) -> Placement:
     config.extra["compilation_cache"] = compile_cache.enable(extra.get("compilation_cache"))
     initialize_distributed(extra.get("coordinator_address"), extra.get("num_processes"), extra.get("process_id"))
     config.extra["rank"] = jax.process_index()
-    placement = make_placement(config.device, extra.get("num_devices") or 0)
+    if extra.get("seeds") and (extra.get("num_devices") or 1) > 1:
+        raise ValueError("--seeds trains on one device (a vmapped sweep holds every seed there); "
+                         "drop --num-devices, or train the seeds as separate data-parallel runs")
+    placement = make_placement(config.device, extra.get("num_devices") or (1 if extra.get("seeds") else 0))
     config.extra["variant"] = resolve_variant(extra.get("variant", "auto"), placement.platform)
     return placement
 
@@ -331,6 +334,48 @@ def restore(state: TrainState, ckpt, placement: Placement) -> TrainState:
     return state.replace(step=count(), params=put(ckpt.weights), opt_state=opt_state)
 
 
+def model_summary(config: TrainConfig, params: dict, platform: str) -> str:
+    """The model's class, settings and parameter shapes, as the trainer prints them."""
+    variant = model_variant(config, platform)
+    return "\n".join(
+        [f"{VARIANTS[variant].__name__}(conv2d_kernel_size={config.kernel_size}, "
+         f"init={config.extra.get('init', 'torch')!r}), NHWC; variant {variant} (--variant)"]
+        + [f"  ({layer}): " + ", ".join(f"{name} {tuple(a.shape)}" for name, a in layer_params.items())
+           for layer, layer_params in params.items()])
+
+
+def nonfinite_check_every(k: int, platform: str) -> int | None:
+    """Dispatches between mid-epoch checks for a non-finite loss. A check syncs the host with the
+    device: cheap on the CPU, where a diverged epoch is long, but it would stall an accelerator's
+    queue of fused steps, whose epochs take a second (there, the end of the epoch checks)."""
+    return max(1, NONFINITE_CHECK_EVERY // k) if platform == "cpu" else None
+
+
+def train_epoch(compiled, state: TrainState, train_x, train_y, config: TrainConfig, epoch: int, k: int,
+                placement: Placement, run: Run, bar) -> tuple[TrainState, float, int]:
+    """One epoch in the seed's batch order, k steps per dispatch: (state, train loss, train correct).
+    A non-finite loss stops it through run.check_finite."""
+    n = int(train_y.shape[0])
+    steps = num_batches(n, config.batch_size)
+    check_every = nonfinite_check_every(k, placement.platform)
+    totals = zero_totals(placement)
+    first_step = int(state.step)
+    order = epoch_order(n, config.seed, epoch).astype(np.int32)
+    for i, idx in enumerate(epoch_dispatches(order, config.batch_size, k, placement.size), start=1):
+        state, totals = compiled[idx.shape](state, totals, train_x, train_y, placement.put_batch(idx))
+        if check_every and i % check_every == 0:
+            run.check_finite(bad_step(totals, first_step), epoch, steps)
+        bar.update(idx.shape[0])
+    run.check_finite(bad_step(totals, first_step), epoch, steps)
+    return state, float(totals["loss_sum"]) / n, int(totals["correct"])
+
+
+def checkpoint_arrays(state: TrainState) -> tuple[int, dict, dict, dict]:
+    """Adam's step, the weights and Adam's two moments in torch's layout, as a training checkpoint stores them."""
+    adam_step, exp_avg, exp_avg_sq = adam_state_numpy(state)
+    return adam_step, flax_to_torch(jax.device_get({"params": state.params})), exp_avg, exp_avg_sq
+
+
 def train_and_evaluate(config: TrainConfig, dataset: FashionMNIST, where: jax.Device | Placement) -> dict:
     """Train for config.epochs in the shared batch order, evaluating and checkpointing after every epoch."""
     placement = as_placement(where)
@@ -339,13 +384,8 @@ def train_and_evaluate(config: TrainConfig, dataset: FashionMNIST, where: jax.De
     k = steps_per_dispatch(config, placement.platform)
     with CLOCK("write"):
         run = Run(config, "flax", versions(), placement.describe(), environment(placement))
-    variant = model_variant(config, placement.platform)
-    summary = "\n".join(
-        [f"{VARIANTS[variant].__name__}(conv2d_kernel_size={config.kernel_size}, "
-         f"init={config.extra.get('init', 'torch')!r}), NHWC; variant {variant} (--variant)"]
-        + [f"  ({layer}): " + ", ".join(f"{name} {tuple(a.shape)}" for name, a in params.items())
-           for layer, params in state.params.items()])
-    run.describe_model(summary, count_parameters(state.params), dataset)
+    run.describe_model(model_summary(config, state.params, placement.platform), count_parameters(state.params),
+                       dataset)
     ckpt = run.load_resume_checkpoint()
     if ckpt is not None:
         state = restore(state, ckpt, placement)
@@ -358,29 +398,17 @@ def train_and_evaluate(config: TrainConfig, dataset: FashionMNIST, where: jax.De
     with CLOCK("compile"), compile_cache.CacheCounter() as cache:
         compiled = compile_all(state, train_x, train_y, test_x, test_y, n, config.batch_size, k, placement)
     run.compiled(time.perf_counter() - start, cache.describe())
-    # A mid-epoch check syncs the host with the device: cheap on the CPU, where a diverged epoch
-    # is long, but it would stall an accelerator's queue of fused steps, whose epochs take a second.
-    check_every = max(1, NONFINITE_CHECK_EVERY // k) if placement.platform == "cpu" else None
     predictions = None
     for epoch in range(1 if ckpt is None else ckpt.epoch + 1, config.epochs + 1):
-        totals = zero_totals(placement)
-        first_step = int(state.step)
         with run.epoch_bar(epoch, steps) as bar, CLOCK("train"):
-            order = epoch_order(n, config.seed, epoch).astype(np.int32)
-            for i, idx in enumerate(epoch_dispatches(order, config.batch_size, k, placement.size), start=1):
-                state, totals = compiled[idx.shape](state, totals, train_x, train_y, placement.put_batch(idx))
-                if check_every and i % check_every == 0:
-                    run.check_finite(bad_step(totals, first_step), epoch, steps)
-                bar.update(idx.shape[0])
-            run.check_finite(bad_step(totals, first_step), epoch, steps)
-            train_loss, train_correct = float(totals["loss_sum"]) / n, int(totals["correct"])
+            state, train_loss, train_correct = train_epoch(compiled, state, train_x, train_y, config, epoch, k,
+                                                           placement, run, bar)
         with CLOCK("evaluate"):
             test_loss, test_correct, predictions = evaluate(compiled["eval"], state, test_x, test_y, num_test)
         run.end_epoch(epoch, train_loss, train_correct, n, test_loss, test_correct, num_test)
         with CLOCK("write"):
-            adam_step, exp_avg, exp_avg_sq = adam_state_numpy(state)
-            weights = flax_to_torch(jax.device_get({"params": state.params}))
-        run.save_checkpoint(epoch, adam_step, weights, exp_avg, exp_avg_sq)
+            arrays = checkpoint_arrays(state)
+        run.save_checkpoint(epoch, *arrays)
     if predictions is None:  # resumed after the last epoch's checkpoint: nothing left to train
         with CLOCK("evaluate"):
             _, _, predictions = evaluate(compiled["eval"], state, test_x, test_y, num_test)
@@ -408,6 +436,8 @@ def evaluate_checkpoint(config: TrainConfig, dataset: FashionMNIST, where: jax.D
 
 
 def main(argv: list[str] | None = None) -> int:
+    from flax_impl.sweep import SWEEP_MODES, train_seeds  # builds on this module
+
     parser = build_parser("flax", DEVICES_HELP)
     parser.add_argument("--init", choices=INITS, default="torch",
                         help="initialisation: torch's default distributions, or Flax's (lecun_normal, zero bias)")
@@ -428,7 +458,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compilation-cache", default=argparse.SUPPRESS, metavar="DIR",
                         help="JAX's persistent compilation cache: a folder, or 'off' (default: "
                              f"${compile_cache.ENV}, else $XDG_CACHE_HOME/fashion-parity/jax)")
-    return cli(parser, "flax", argv, setup_placement, train_and_evaluate, evaluate_checkpoint)
+    parser.add_argument("--sweep", choices=SWEEP_MODES, default="auto",
+                        help="with --seeds: train the seeds together (vmap: one jax.vmap'ed step over the stacked "
+                             "train states) or one after another (sequential: each seed's own step, bit for bit its "
+                             "--seed run); auto: the faster on this backend (sequential on the CPU, vmap elsewhere)")
+    return cli(parser, "flax", argv, setup_placement, train_and_evaluate, evaluate_checkpoint, train_seeds)
 
 
 if __name__ == "__main__":

@@ -21,19 +21,33 @@ def real_batch(real_data):
     return to_float(real_data.train_images[idx]), real_data.train_labels[idx]
 
 
+ACCURACY_SEEDS = list(range(8))  # seeds per framework in the one-epoch sweeps (test_accuracy says why 8)
+
+
 @pytest.fixture(scope="session")
-def one_epoch_runs(real_data, tmp_path_factory):
-    """Each framework trains one epoch on the real data from its own init, seed 0: {name: (summary, dir)}."""
+def one_epoch_sweeps(real_data, tmp_path_factory):
+    """Each framework's sweep trainer, one epoch of seeds 0-7 on the real data: {name: sweep folder}.
+    Both sweep one seed after another on the CPU, so each seed is bit for bit its --seed run."""
     import torch
 
     from common.config import TrainConfig
-    from flax_impl import train as flax_train
-    from torch_impl import train as torch_train
+    from flax_impl import sweep as flax_sweep
+    from torch_impl import sweep as torch_sweep
 
-    runs = {}
-    for name, module, device in (("torch", torch_train, torch.device("cpu")),
-                                 ("flax", flax_train, jax.devices("cpu")[0])):
-        out = tmp_path_factory.mktemp(name)
-        config = TrainConfig(name, epochs=1, seed=0, out_dir=str(out), quiet=True)
-        runs[name] = (module.train_and_evaluate(config, real_data, device), out)
-    return runs
+    sweeps = {}
+    for name, module, device in (("torch", torch_sweep, torch.device("cpu")),
+                                 ("flax", flax_sweep, jax.devices("cpu")[0])):
+        out = tmp_path_factory.mktemp(f"{name}-sweep")
+        config = TrainConfig(name, epochs=1, out_dir=str(out), quiet=True, extra={"seeds": ACCURACY_SEEDS})
+        module.train_seeds(config, real_data, device)
+        sweeps[name] = out
+    return sweeps
+
+
+@pytest.fixture(scope="session")
+def one_epoch_runs(one_epoch_sweeps):
+    """Each framework's seed-0 run of one epoch on the real data: {name: (summary, folder)}."""
+    import json
+
+    return {name: (json.loads((out / "seed-0" / "summary.json").read_text()), out / "seed-0")
+            for name, out in one_epoch_sweeps.items()}

@@ -67,6 +67,8 @@ def setup_device(config: TrainConfig) -> torch.device:
     """The device; under torchrun (WORLD_SIZE > 1) also joins the process group: nccl on CUDA, gloo on CPU."""
     set_numerics(config.precision, config.deterministic)
     world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and config.extra.get("seeds"):
+        raise ValueError("--seeds trains in one process; run the sweep without torchrun")
     if world == 1:
         return resolve_device(config.device)
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -213,6 +215,41 @@ def restore(model: Convnet, optimizer: torch.optim.Adam, ckpt) -> None:
     optimizer.load_state_dict(saved)
 
 
+def train_epoch(net, optimizer, train_x, train_y, config: TrainConfig, epoch: int, run: Run, bar) -> tuple[float, int]:
+    """One epoch in the seed's batch order (this rank's share of each batch): train loss and correct count.
+
+    A non-finite loss stops it through run.check_finite, every NONFINITE_CHECK_EVERY steps (one sync each).
+    """
+    rank, world = config.extra.get("rank", 0), config.extra.get("world_size", 1)
+    net.train()
+    device, n = train_x.device, train_x.shape[0]
+    steps = num_batches(n, config.batch_size)
+    order = torch.from_numpy(epoch_order(n, config.seed, epoch)).to(device)
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    first_bad = torch.full((), -1, dtype=torch.int64, device=device)
+    for step, start in enumerate(range(0, n, config.batch_size)):
+        global_idx = order[start : start + config.batch_size]
+        idx = rank_slice(global_idx, rank, world)
+        batch_loss, batch_correct = train_step(net, optimizer, train_x[idx], train_y[idx],
+                                               denominator=len(global_idx) / world)
+        loss_sum += batch_loss
+        correct += batch_correct
+        first_bad = torch.where((first_bad < 0) & ~torch.isfinite(batch_loss), step, first_bad)
+        if (step + 1) % NONFINITE_CHECK_EVERY == 0:
+            run.check_finite(first_bad_everywhere(first_bad), epoch, steps)
+        bar.update()
+    run.check_finite(first_bad_everywhere(first_bad), epoch, steps)
+    all_sum(loss_sum, correct)
+    return float(loss_sum) / n, int(correct)
+
+
+def checkpoint_arrays(model: Convnet, optimizer: torch.optim.Adam) -> tuple[int, dict, dict, dict]:
+    """Adam's step, the weights and Adam's two moments, as a training checkpoint stores them."""
+    adam_step, exp_avg, exp_avg_sq = adam_state_numpy(model, optimizer)
+    return adam_step, state_dict_numpy(model), exp_avg, exp_avg_sq
+
+
 def train_and_evaluate(config: TrainConfig, dataset: FashionMNIST, device: torch.device) -> dict:
     """Train for config.epochs in the shared batch order, evaluating and checkpointing after every epoch."""
     with CLOCK("init"):
@@ -226,7 +263,6 @@ def train_and_evaluate(config: TrainConfig, dataset: FashionMNIST, device: torch
     ckpt = run.load_resume_checkpoint()
     if ckpt is not None:
         restore(model, optimizer, ckpt)
-    rank = config.extra.get("rank", 0)
     # Under torchrun: DDP broadcasts rank 0's weights, then all-reduces (averages) gradients.
     net = model if world == 1 else DistributedDataParallel(
         model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -237,33 +273,14 @@ def train_and_evaluate(config: TrainConfig, dataset: FashionMNIST, device: torch
     steps = num_batches(n, config.batch_size)
     predictions = None
     for epoch in range(1 if ckpt is None else ckpt.epoch + 1, config.epochs + 1):
-        model.train()
-        order = torch.from_numpy(epoch_order(n, config.seed, epoch)).to(device)
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), dtype=torch.int64, device=device)
-        first_bad = torch.full((), -1, dtype=torch.int64, device=device)
         with run.epoch_bar(epoch, steps) as bar, CLOCK("train"):
-            for step, start in enumerate(range(0, n, config.batch_size)):
-                global_idx = order[start : start + config.batch_size]
-                idx = rank_slice(global_idx, rank, world)
-                batch_loss, batch_correct = train_step(net, optimizer, train_x[idx], train_y[idx],
-                                                       denominator=len(global_idx) / world)
-                loss_sum += batch_loss
-                correct += batch_correct
-                first_bad = torch.where((first_bad < 0) & ~torch.isfinite(batch_loss), step, first_bad)
-                if (step + 1) % NONFINITE_CHECK_EVERY == 0:
-                    run.check_finite(first_bad_everywhere(first_bad), epoch, steps)
-                bar.update()
-            run.check_finite(first_bad_everywhere(first_bad), epoch, steps)
-            all_sum(loss_sum, correct)
-            train_loss, train_correct = float(loss_sum) / n, int(correct)
+            train_loss, train_correct = train_epoch(net, optimizer, train_x, train_y, config, epoch, run, bar)
         with CLOCK("evaluate"):
             test_loss, test_correct, predictions = evaluate(model, test_x, test_y)
         run.end_epoch(epoch, train_loss, train_correct, n, test_loss, test_correct, len(test_y))
         with CLOCK("write"):
-            adam_step, exp_avg, exp_avg_sq = adam_state_numpy(model, optimizer)
-            weights = state_dict_numpy(model)
-        run.save_checkpoint(epoch, adam_step, weights, exp_avg, exp_avg_sq)
+            arrays = checkpoint_arrays(model, optimizer)
+        run.save_checkpoint(epoch, *arrays)
     if predictions is None:  # resumed after the last epoch's checkpoint: nothing left to train
         with CLOCK("evaluate"):
             _, _, predictions = evaluate(model, test_x, test_y)
@@ -280,9 +297,11 @@ def evaluate_checkpoint(config: TrainConfig, dataset: FashionMNIST, device: torc
 
 
 def main(argv: list[str] | None = None) -> int:
+    from torch_impl.sweep import train_seeds  # builds on this module
+
     parser = build_parser("torch", DEVICES_HELP + "; under torchrun each process takes its local rank's GPU")
     try:
-        return cli(parser, "torch", argv, setup_device, train_and_evaluate, evaluate_checkpoint)
+        return cli(parser, "torch", argv, setup_device, train_and_evaluate, evaluate_checkpoint, train_seeds)
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
