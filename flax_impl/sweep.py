@@ -115,6 +115,11 @@ train_steps_vmapped = jax.jit(jax.vmap(single.train_steps, in_axes=(0, 0, None, 
 evaluate_vmapped = jax.jit(jax.vmap(single.evaluate_all, in_axes=(0, None, None)))
 
 
+def zero_totals(count: int, placement: Placement) -> dict:
+    """flax_impl.train's per-epoch totals for `count` seeds (a leading axis)."""
+    return jax.tree.map(lambda a: jnp.broadcast_to(a, (count, *a.shape)), single.zero_totals(placement))
+
+
 @jax.jit
 def keep_where(active: jax.Array, new: TrainState, old: TrainState) -> TrainState:
     """Per seed, the new state where active, else the old (a resume that found seeds at different epochs)."""
@@ -150,8 +155,7 @@ class VmappedEngine:
         self.compiled["eval"] = single.compile_with_options(lowered, p.platform)
 
     def zero_totals(self) -> dict:
-        one = single.zero_totals(self.placement)
-        return jax.tree.map(lambda a: jnp.broadcast_to(a, (len(self.seeds), *a.shape)), one)
+        return zero_totals(len(self.seeds), self.placement)
 
     def restore(self, i: int, ckpt) -> None:
         one = single.restore(jax.tree.map(lambda a: a[i], self.state), ckpt, self.placement)
