@@ -138,21 +138,24 @@ def test_a_diverging_seed_is_named_and_the_others_keep_their_checkpoints(framewo
     (["--seeds", "0-x"], "invalid int value: 'x'"),
     (["--seeds", "0-1", "--eval-only", "--checkpoint", "x.safetensors"], "--seeds trains a sweep"),
 ])
-def test_seed_lists_are_checked(framework, flags, expected, capsys):
-    assert expected in usage_error(framework, flags, capsys)
+def test_seed_lists_are_checked(framework, flags, expected, capsys, tmp_path):
+    assert expected in usage_error(framework, flags, capsys, tmp_path)
 
 
-def test_a_flax_sweep_stays_on_one_device(capsys):
-    assert "--seeds trains on one device" in usage_error("flax", ["--seeds", "0-1", "--num-devices", "2"], capsys)
+def test_a_flax_sweep_stays_on_one_device(capsys, tmp_path):
+    flags = ["--seeds", "0-1", "--num-devices", "2"]
+    assert "--seeds trains on one device" in usage_error("flax", flags, capsys, tmp_path)
 
 
-def usage_error(framework: str, flags: list[str], capsys) -> str:
-    """The one 'error:' line with which the trainer's main() exits 2."""
+def usage_error(framework: str, flags: list[str], capsys, tmp_path: Path) -> str:
+    """The one 'error:' line with which the trainer's main() exits 2 (were the flags accepted, a
+    tiny run would start instead, and the test fail)."""
     from flax_impl import train as flax_train
     from torch_impl import train as torch_train
 
     with pytest.raises(SystemExit) as e:
-        {"torch": torch_train, "flax": flax_train}[framework].main(flags)
+        {"torch": torch_train, "flax": flax_train}[framework].main(
+            [*flags, "--epochs", "1", "--train-size", "64", "--test-size", "64", "--out-dir", str(tmp_path / "run")])
     err = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
     assert e.value.code == 2 and len(err) == 1, err
     return err[0]
@@ -167,8 +170,11 @@ def test_compare_reports_two_sweeps_as_distributions(sweeps, tmp_path):
     acc = [[m["test_accuracy"] for m in (metrics(sweeps / d / f"seed-{s}")[-1] for s in (1, 4))]
            for d in ("torch", "flax-sequential")]
     w = welch(*acc)
-    assert f"{100 * w['diff']:+.2f} points [{100 * w['low']:+.2f}, {100 * w['high']:+.2f}]" in text
-    assert "| test accuracy |" in text and "Welch" in text
+    row = next(line for line in text.splitlines() if line.startswith("| test accuracy |"))  # the summary table
+    assert row.endswith(f"| {100 * w['diff']:+.2f} points [{100 * w['low']:+.2f}, {100 * w['high']:+.2f}] |")
+    last = next(line for line in text.splitlines() if line.startswith("| 2 |"))  # epoch 2 in the per-epoch table
+    assert f"{100 * w['diff']:+.2f} points [{100 * w['low']:+.2f}, {100 * w['high']:+.2f}]" in last
+    assert "Welch" in text
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(SystemExit):
         compare_main([str(sweeps / "torch"), str(sweeps / "single-flax"), "--out", str(tmp_path / "x")])
