@@ -61,6 +61,8 @@ def setup_placement(config: TrainConfig) -> Placement:
     config.extra["compilation_cache"] = compile_cache.enable(extra.get("compilation_cache"))
     initialize_distributed(extra.get("coordinator_address"), extra.get("num_processes"), extra.get("process_id"))
     config.extra["rank"] = jax.process_index()
+    if extra.get("sweep", "auto") != "auto" and not extra.get("seeds"):
+        raise ValueError(f"--sweep {extra['sweep']} says how a --seeds sweep trains; add --seeds (e.g. --seeds 0-7)")
     if extra.get("seeds") and (extra.get("num_devices") or 1) > 1:
         raise ValueError("--seeds trains on one device (a vmapped sweep holds every seed there); "
                          "drop --num-devices, or train the seeds as separate data-parallel runs")

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from common.resume import CHECKPOINT
+from common.resume import CHECKPOINT, peek
 from common.stats import summarize, t_quantile, welch
-from tests.test_reliability import cli, one_line_error
+from tests.test_reliability import REPO, cli, one_line_error
 
 TINY = ["--train-size", "256", "--test-size", "128", "--quiet"]
 # (framework, extra flags) of every way a sweep trains: torch one after another; flax both ways.
@@ -108,6 +111,28 @@ def test_a_sweep_resumes_seeds_stopped_at_different_epochs(mode, tmp_path):
 
 
 @pytest.mark.realdata
+def test_an_interrupted_sweep_says_how_far_it_got_and_its_resume_command_finishes_it(tmp_path):
+    from tests.test_run_safety import start, wait_for
+
+    flags = ["--train-size", "4096", "--test-size", "128", "--seeds", "1,4", "--epochs", "3", "--quiet"]
+    out = tmp_path / "sweep"
+    proc = start("flax", *flags, "--out-dir", str(out))
+    wait_for(lambda: all(peek(out / f"seed-{s}" / CHECKPOINT) for s in (1, 4)), proc)  # both seeds saved epoch 1
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert f"the last checkpoints are in {out}/seed-*/ (epoch" in stderr
+    command = stderr.split("resume with: ")[1].strip().split()
+    assert command[:3] == ["python", "-m", "flax_impl.train"] and command[-1] == "--resume"
+    for args in (command[3:], [*flags, "--out-dir", str(tmp_path / "straight")]):
+        done = subprocess.run([sys.executable, "-m", "flax_impl.train", *args], cwd=REPO, capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+    for s in (1, 4):
+        assert metrics(out / f"seed-{s}") == metrics(tmp_path / "straight" / f"seed-{s}")
+
+
+@pytest.mark.realdata
 @pytest.mark.parametrize("framework", ["torch", "flax"])
 def test_a_finished_sweep_is_protected_and_extendable(sweeps, framework, tmp_path):
     mode = "torch" if framework == "torch" else "flax-sequential"
@@ -145,6 +170,10 @@ def test_seed_lists_are_checked(framework, flags, expected, capsys, tmp_path):
 def test_a_flax_sweep_stays_on_one_device(capsys, tmp_path):
     flags = ["--seeds", "0-1", "--num-devices", "2"]
     assert "--seeds trains on one device" in usage_error("flax", flags, capsys, tmp_path)
+
+
+def test_sweep_needs_seeds(capsys, tmp_path):
+    assert "add --seeds" in usage_error("flax", ["--sweep", "vmap"], capsys, tmp_path)
 
 
 def usage_error(framework: str, flags: list[str], capsys, tmp_path: Path) -> str:
