@@ -4,13 +4,15 @@
 #   copy the four dataset files into data/fashion-mnist/ first and name that folder in `carry`;
 #   then run: bash benchmarks/gpu_check.sh   (budget: under 9.5 minutes on one H100/H200, timeouts included)
 # Results go to $OUT (the device tool brings back at most 8 files) or runs/gpu-check/:
-#   bench.md/json (the training step, both flax variants, torch eager / compile / CUDA graphs),
+#   bench.md/json (the training step, both flax variants, torch eager / compile / reduce-overhead /
+#   the whole step in one CUDA graph),
 #   process.md/json (whole processes, 1 and 10 epochs, cold and warm compilation cache, phases),
 #   seeds.md/json (flax_impl's step for 1, 8 and 32 seeds, vmapped and one after another),
-#   gpu_check.log. Each step has its own timeout, so one that hangs cannot take the rest with it.
+#   gpu_check.log (also: one epoch of torch_impl with --cuda-graph on and off, their metrics side by
+#   side, the captured path's first check on a GPU). Each step has its own timeout, so one that hangs cannot take the rest with it.
 # PYTHON picks the interpreter (default python3). BENCH_ARGS and PROCESS_ARGS shorten a trial run on
 # a CPU, e.g. BENCH_ARGS="--steps 16 --warmup 4 --repeats 1 --devices 1" PROCESS_ARGS="--epochs 1 --rounds 1"
-# SEEDS_ARGS="--counts 1,2 --k 4 --reps 1 --rounds 1".
+# SEEDS_ARGS="--counts 1,2 --k 4 --reps 1 --rounds 1" GRAPH_ARGS="--train-size 640 --test-size 128".
 set -uo pipefail
 export PYTHONPATH=. PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}
@@ -18,14 +20,23 @@ DEST=${OUT:-runs/gpu-check}
 BENCH_ARGS=${BENCH_ARGS:---steps 512 --warmup 128 --repeats 3}
 PROCESS_ARGS=${PROCESS_ARGS:---epochs 1,10 --rounds 1}
 SEEDS_ARGS=${SEEDS_ARGS:---counts 1,8,32 --reps 4 --rounds 3}
+GRAPH_ARGS=${GRAPH_ARGS:-}
 mkdir -p "$DEST"
 {
     nvidia-smi -L 2>/dev/null || echo "no nvidia-smi"
     timeout 60 "$PY" -c "import jax, torch; print('jax', jax.__version__, jax.devices()); print('torch', torch.__version__, torch.cuda.is_available())"
     # shellcheck disable=SC2086
-    timeout 190 "$PY" -m benchmarks $BENCH_ARGS --out "$DEST/bench" || echo "step benchmark failed or timed out"
+    timeout 170 "$PY" -m benchmarks $BENCH_ARGS --out "$DEST/bench" || echo "step benchmark failed or timed out"
     # shellcheck disable=SC2086
-    timeout 240 "$PY" -m benchmarks.process $PROCESS_ARGS --out "$DEST/process" || echo "process benchmark failed or timed out"
+    timeout 230 "$PY" -m benchmarks.process $PROCESS_ARGS --out "$DEST/process" || echo "process benchmark failed or timed out"
     # shellcheck disable=SC2086
     timeout 80 "$PY" -m benchmarks.seeds $SEEDS_ARGS --out "$DEST/seeds" || echo "seeds benchmark failed or timed out"
+    # The captured torch step against eager, one epoch each: the same math up to capturable Adam's rounding.
+    GRAPH_DIR=$(mktemp -d)
+    for graph in on off; do
+        # shellcheck disable=SC2086
+        timeout 40 "$PY" -m torch_impl.train --epochs 1 $GRAPH_ARGS --cuda-graph "$graph" --quiet --overwrite \
+            --out-dir "$GRAPH_DIR/$graph" && echo "cuda-graph $graph: $(cat "$GRAPH_DIR/$graph/metrics.jsonl")" \
+            || echo "torch_impl --cuda-graph $graph failed or timed out"
+    done
 } 2>&1 | tee "$DEST/gpu_check.log"

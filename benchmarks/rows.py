@@ -105,6 +105,15 @@ def torch_rows(name: str, device_name: str, args):
 
     ds = load_fashion_mnist()
     x_all, y_all = torch_train.to_device(ds.train_images, ds.train_labels, device)
+    if name == "torch-graph":  # the trainer's own captured step (torch_impl/cuda_graph.py)
+        optimizer = torch_train.make_optimizer(model, TrainConfig("torch"), capturable=True)
+        static = torch_train.capture_step(model, optimizer, x_all, y_all, TrainConfig("torch"))
+
+        def run_graph(idx):
+            static(torch.from_numpy(idx).to(device, non_blocking=True))
+
+        return time_steps(run_graph, endless_batches(len(ds.train_labels)), args.warmup, args.steps, args.repeats,
+                          sync), device
     step = torch_train.train_step
     if name == "torch-compile":
         step = torch.compile(torch_train.train_step)

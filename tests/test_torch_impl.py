@@ -100,3 +100,55 @@ def test_missing_data_is_one_line_without_traceback(tmp_path):
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert "lacks train-images-idx3-ubyte" in proc.stderr
+
+
+class _Checks:
+    """A stand-in for the Run that train_epoch reports a non-finite loss to."""
+
+    def __init__(self):
+        self.first_bad = []
+
+    def check_finite(self, first_bad_step: int, epoch: int, steps: int) -> None:
+        self.first_bad.append(first_bad_step)
+
+
+def _epochs(static: bool, lr: float = 1e-3, epochs: int = 2):
+    """Two epochs of torch_impl.train.train_epoch on 200 synthetic samples (3 full batches of 64 and
+    a short one of 8), eagerly or through the static step that a CUDA graph captures."""
+    from torch_impl.cuda_graph import StaticStep
+
+    dataset = synthetic_dataset(200, 10)
+    config = TrainConfig("torch", lr=lr, seed=1)
+    model = torch_train.create_model(config, torch.device("cpu"))
+    optimizer = torch_train.make_optimizer(model, config)
+    x, y = torch_train.to_device(dataset.train_images, dataset.train_labels, torch.device("cpu"))
+    step = StaticStep(model, optimizer, x, y, config.batch_size, capture=False) if static else None
+    checks, results = _Checks(), []
+    for epoch in range(1, epochs + 1):
+        results.append(torch_train.train_epoch(model, optimizer, x, y, config, epoch, checks, _NoBar(), step))
+    return results, torch_train.state_dict_numpy(model), checks.first_bad
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        pass
+
+
+def test_the_static_step_a_cuda_graph_captures_trains_exactly_as_the_eager_step():
+    """On a CPU the static-buffer step runs uncaptured: the same metrics and weights, bit for bit."""
+    eager, eager_weights, _ = _epochs(static=False)
+    static, static_weights, _ = _epochs(static=True)
+    assert static == eager
+    assert all((static_weights[k] == eager_weights[k]).all() for k in eager_weights)
+
+
+def test_the_static_step_reports_the_first_non_finite_step():
+    eager_checks = _epochs(static=False, lr=1e30, epochs=1)[2]
+    static_checks = _epochs(static=True, lr=1e30, epochs=1)[2]
+    assert static_checks[-1] == eager_checks[-1] >= 0
+
+
+def test_cuda_graph_on_needs_a_cuda_device(capsys):
+    with pytest.raises(SystemExit) as e:
+        torch_train.main(["--cuda-graph", "on", "--device", "cpu"])
+    assert e.value.code == 2 and "--cuda-graph on captures the train step on one CUDA device" in capsys.readouterr().err

@@ -26,8 +26,11 @@ class SequentialEngine:
     mode = "sequential"
 
     def __init__(self, config: TrainConfig, device: torch.device):
+        self.config = config
+        self.graphed = single.uses_cuda_graph(config, device)  # each seed's step in its own CUDA graph
         self.models = [single.create_model(seed_config(config, s), device) for s in config.extra["seeds"]]
-        self.optimizers = [single.make_optimizer(m, config) for m in self.models]
+        self.optimizers = [single.make_optimizer(m, config, capturable=self.graphed) for m in self.models]
+        self.static = [None] * len(self.models)  # captured on a seed's first epoch, after any --resume
 
     def load(self, dataset: FashionMNIST, device: torch.device) -> None:
         self.train_x, self.train_y = single.to_device(dataset.train_images, dataset.train_labels, device)
@@ -37,8 +40,14 @@ class SequentialEngine:
         single.restore(self.models[i], self.optimizers[i], ckpt)
 
     def train_epoch(self, epoch: int, active: list[int], bar, runs: list[Run]) -> dict[int, tuple[float, int]]:
-        return {i: single.train_epoch(self.models[i], self.optimizers[i], self.train_x, self.train_y, runs[i].config,
-                                      epoch, runs[i], bar) for i in active}
+        out = {}
+        for i in active:
+            if self.graphed and self.static[i] is None:
+                self.static[i] = single.capture_step(self.models[i], self.optimizers[i], self.train_x, self.train_y,
+                                                     self.config)
+            out[i] = single.train_epoch(self.models[i], self.optimizers[i], self.train_x, self.train_y,
+                                        runs[i].config, epoch, runs[i], bar, self.static[i])
+        return out
 
     def evaluate(self) -> list[tuple[float, int, np.ndarray]]:
         return [single.evaluate(m, self.test_x, self.test_y) for m in self.models]

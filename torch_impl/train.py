@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 import numpy as np
 import torch
@@ -67,6 +68,9 @@ def setup_device(config: TrainConfig) -> torch.device:
     """The device; under torchrun (WORLD_SIZE > 1) also joins the process group: nccl on CUDA, gloo on CPU."""
     set_numerics(config.precision, config.deterministic)
     world = int(os.environ.get("WORLD_SIZE", "1"))
+    if config.extra.get("cuda_graph") == "on" and (world > 1 or resolve_device(config.device).type != "cuda"):
+        raise ValueError("--cuda-graph on captures the train step on one CUDA device: it needs --device cuda "
+                         "(or auto on a machine with a GPU) and no torchrun; use --cuda-graph auto")
     if world > 1 and config.extra.get("seeds"):
         raise ValueError("--seeds trains in one process; run the sweep without torchrun")
     if world == 1:
@@ -100,9 +104,16 @@ def create_model(config: TrainConfig, device: torch.device) -> Convnet:
     return model
 
 
-def make_optimizer(model: Convnet, config: TrainConfig) -> torch.optim.Adam:
-    """Adam at its defaults (betas 0.9, 0.999, eps 1e-8, no weight decay), the reference's optimizer."""
-    return torch.optim.Adam(model.parameters(), lr=config.lr)
+def make_optimizer(model: Convnet, config: TrainConfig, capturable: bool = False) -> torch.optim.Adam:
+    """Adam at its defaults (betas 0.9, 0.999, eps 1e-8, no weight decay), the reference's optimizer;
+    capturable keeps its step count on the device, as a CUDA graph needs (torch_impl.cuda_graph)."""
+    return torch.optim.Adam(model.parameters(), lr=config.lr, capturable=capturable)
+
+
+def uses_cuda_graph(config: TrainConfig, device: torch.device) -> bool:
+    """--cuda-graph: on, off, or auto (on for a single-process CUDA run)."""
+    asked = config.extra.get("cuda_graph", "auto")
+    return asked == "on" or (asked == "auto" and device.type == "cuda" and config.extra.get("world_size", 1) == 1)
 
 
 def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -215,16 +226,26 @@ def restore(model: Convnet, optimizer: torch.optim.Adam, ckpt) -> None:
     optimizer.load_state_dict(saved)
 
 
-def train_epoch(net, optimizer, train_x, train_y, config: TrainConfig, epoch: int, run: Run, bar) -> tuple[float, int]:
+def train_epoch(net, optimizer, train_x, train_y, config: TrainConfig, epoch: int, run: Run, bar,
+                static=None) -> tuple[float, int]:
     """One epoch in the seed's batch order (this rank's share of each batch): train loss and correct count.
 
-    A non-finite loss stops it through run.check_finite, every NONFINITE_CHECK_EVERY steps (one sync each).
+    A non-finite loss stops it through run.check_finite, every NONFINITE_CHECK_EVERY steps (one sync
+    each); with a captured step (static: torch_impl.cuda_graph.StaticStep), at the epoch's end only,
+    so that nothing waits for the host while the GPU's queue of replays runs.
     """
     rank, world = config.extra.get("rank", 0), config.extra.get("world_size", 1)
     net.train()
     device, n = train_x.device, train_x.shape[0]
     steps = num_batches(n, config.batch_size)
     order = torch.from_numpy(epoch_order(n, config.seed, epoch)).to(device)
+    if static is not None:
+        static.reset()
+        for start in range(0, n, config.batch_size):
+            static(order[start : start + config.batch_size])
+            bar.update()
+        run.check_finite(int(static.first_bad), epoch, steps)
+        return float(static.loss_sum) / n, int(static.correct)
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
     first_bad = torch.full((), -1, dtype=torch.int64, device=device)
@@ -250,11 +271,25 @@ def checkpoint_arrays(model: Convnet, optimizer: torch.optim.Adam) -> tuple[int,
     return adam_step, state_dict_numpy(model), exp_avg, exp_avg_sq
 
 
+def capture_step(model, optimizer, train_x, train_y, config: TrainConfig, run: Run | None = None):
+    """The whole train step captured in a CUDA graph (torch_impl.cuda_graph), its time reported as
+    the run's compile time."""
+    from torch_impl.cuda_graph import StaticStep  # builds on this module
+
+    start = time.perf_counter()
+    with CLOCK("compile"):
+        static = StaticStep(model, optimizer, train_x, train_y, config.batch_size, capture=True)
+    if run is not None:
+        run.compiled(time.perf_counter() - start, "the whole train step captured in one CUDA graph; --cuda-graph")
+    return static
+
+
 def train_and_evaluate(config: TrainConfig, dataset: FashionMNIST, device: torch.device) -> dict:
     """Train for config.epochs in the shared batch order, evaluating and checkpointing after every epoch."""
+    graphed = uses_cuda_graph(config, device)
     with CLOCK("init"):
         model = create_model(config, device)
-        optimizer = make_optimizer(model, config)
+        optimizer = make_optimizer(model, config, capturable=graphed)
     world = config.extra.get("world_size", 1)
     where = str(device) if world == 1 else f"{device} x {world} processes (DistributedDataParallel, {dist.get_backend()})"
     with CLOCK("write"):
@@ -271,10 +306,12 @@ def train_and_evaluate(config: TrainConfig, dataset: FashionMNIST, device: torch
         test_x, test_y = to_device(dataset.test_images, dataset.test_labels, device)
     n = train_x.shape[0]
     steps = num_batches(n, config.batch_size)
+    static = capture_step(model, optimizer, train_x, train_y, config, run) if graphed else None
     predictions = None
     for epoch in range(1 if ckpt is None else ckpt.epoch + 1, config.epochs + 1):
         with run.epoch_bar(epoch, steps) as bar, CLOCK("train"):
-            train_loss, train_correct = train_epoch(net, optimizer, train_x, train_y, config, epoch, run, bar)
+            train_loss, train_correct = train_epoch(net, optimizer, train_x, train_y, config, epoch, run, bar,
+                                                    static)
         with CLOCK("evaluate"):
             test_loss, test_correct, predictions = evaluate(model, test_x, test_y)
         run.end_epoch(epoch, train_loss, train_correct, n, test_loss, test_correct, len(test_y))
@@ -300,6 +337,10 @@ def main(argv: list[str] | None = None) -> int:
     from torch_impl.sweep import train_seeds  # builds on this module
 
     parser = build_parser("torch", DEVICES_HELP + "; under torchrun each process takes its local rank's GPU")
+    parser.add_argument("--cuda-graph", choices=("auto", "on", "off"), default="auto",
+                        help="capture the whole train step (forward, backward, capturable Adam) in one CUDA graph "
+                             "and replay it (torch_impl/cuda_graph.py); auto: on for a single-process CUDA run, "
+                             "off elsewhere (eager)")
     try:
         return cli(parser, "torch", argv, setup_device, train_and_evaluate, evaluate_checkpoint, train_seeds)
     finally:
