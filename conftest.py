@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
 
 import pytest
@@ -12,6 +13,13 @@ import pytest
 os.environ.setdefault("FASHION_PARITY_JAX_CACHE", tempfile.mkdtemp(prefix="fashion-parity-test-jax-cache-"))
 
 from data import DataError, load_fashion_mnist
+
+# Tests send SIGINT to trainers they start. A shell without job control starts background commands
+# with SIGINT ignored, an ignore that every child inherits, and Python installs no KeyboardInterrupt
+# handler where it finds one: `(make test &)` would then fail those tests for a reason not in the
+# code. A handler of our own is reset to the default at exec, so the trainers get theirs back.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
