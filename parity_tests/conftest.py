@@ -1,15 +1,21 @@
-"""Parity tests run on CPU in float32 with JAX's matmuls at full precision."""
+"""Parity tests run on CPU in float32 with JAX's matmuls at full precision (PARITY_DEVICE=gpu: the
+tests that take their device from parity_tests.helpers run on the GPU, TF32 off in both frameworks)."""
 
 from __future__ import annotations
 
 import os
 
-os.environ.setdefault("JAX_PLATFORMS", "cpu")
+if os.environ.get("PARITY_DEVICE") != "gpu":
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
 
 jax.config.update("jax_default_matmul_precision", "highest")
+if os.environ.get("PARITY_DEVICE") == "gpu":
+    from torch_impl.train import set_numerics
+
+    set_numerics("highest", deterministic=False)  # no TF32 in torch's matmuls and cuDNN convolutions
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ from data import to_float, train_batches
 from flax_impl import train as flax_train
 from flax_impl.convert import flax_to_torch
 from flax_impl.placement import as_placement
-from parity_tests.helpers import CPU_JAX, FLAX_VARIANTS, flax_state, torch_model_and_flax_params
+from parity_tests.helpers import JAX_DEVICE, FLAX_VARIANTS, flax_state, torch_model_and_flax_params
 from torch_impl import train as torch_train
 
 pytestmark = pytest.mark.realdata
@@ -61,7 +61,7 @@ def flax_float64(variant, recipe, flax_vars):
         state = state.replace(params=params, opt_state=state.tx.init(params))
         x = jnp.asarray(images[..., None], jnp.float64)
         y = jnp.asarray(labels.astype(np.int32))
-        placement = as_placement(CPU_JAX)
+        placement = as_placement(JAX_DEVICE)
         step = flax_train.compile_train_steps(state, x, y, (1, BATCH), placement)  # the trainer's compiled step
         losses = []
         for idx in batches:

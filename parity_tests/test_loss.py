@@ -11,7 +11,7 @@ import torch
 
 from flax_impl import train as flax_train
 from flax_impl.placement import as_placement
-from parity_tests.helpers import CPU_JAX, CPU_TORCH, FLAX_VARIANTS, flax_state, torch_model_and_flax_params
+from parity_tests.helpers import JAX_DEVICE, TORCH_DEVICE, FLAX_VARIANTS, flax_state, torch_model_and_flax_params
 from torch_impl import train as torch_train
 
 LOSS_RTOL = 1e-6  # float32 log-softmax in two libraries: a few roundings
@@ -81,12 +81,12 @@ def test_evaluation_reports_the_same_loss_accuracy_and_predictions(real_data, va
     assert n % flax_train.EVAL_BATCH_SIZE and n % torch_train.EVAL_BATCH_SIZE
     images, labels = real_data.test_images[:n], real_data.test_labels[:n]
     model, flax_vars = torch_model_and_flax_params(seed=8)
-    x, y = torch_train.to_device(images, labels, CPU_TORCH)
+    x, y = torch_train.to_device(images, labels, TORCH_DEVICE)
     loss_t, correct_t, pred_t = torch_train.evaluate(model, x, y)
 
     state = flax_state(variant).replace(params=jax.device_put(flax_vars["params"]))
-    test_x, test_y = flax_train.device_arrays(images, labels, CPU_JAX, pad_to=flax_train.EVAL_BATCH_SIZE)
-    eval_fn = flax_train.compile_eval(state, test_x, test_y, as_placement(CPU_JAX))
+    test_x, test_y = flax_train.device_arrays(images, labels, JAX_DEVICE, pad_to=flax_train.EVAL_BATCH_SIZE)
+    eval_fn = flax_train.compile_eval(state, test_x, test_y, as_placement(JAX_DEVICE))
     loss_f, correct_f, pred_f = flax_train.evaluate(eval_fn, state, test_x, test_y, n)
 
     assert 0 < correct_t < n  # neither trivially right nor wrong: the untrained model guesses

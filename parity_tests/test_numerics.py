@@ -16,7 +16,7 @@ from flax_impl import train as flax_train
 from flax_impl.convert import flax_to_torch
 from flax_impl.cpu_tuned import conv2d
 from flax_impl.variants import build_model, layer_outputs
-from parity_tests.helpers import FLAX_VARIANTS, torch_model_and_flax_params
+from parity_tests.helpers import FLAX_VARIANTS, TORCH_DEVICE, torch_model_and_flax_params
 from torch_impl import train as torch_train
 
 pytestmark = pytest.mark.realdata
@@ -41,7 +41,7 @@ def test_same_logits_and_predictions_on_real_test_images(real_data, k, variant):
     torch_model, flax_vars = torch_model_and_flax_params(k, seed=1)
     x = to_float(real_data.test_images[:1000])
     with torch.no_grad():
-        t = torch_model.layer_outputs(torch.from_numpy(x)[:, None])
+        t = {n: a.cpu() for n, a in torch_model.layer_outputs(torch.from_numpy(x)[:, None].to(TORCH_DEVICE)).items()}
     model = build_model(variant, k)
     f = layer_outputs(model, flax_vars, jnp.asarray(x[..., None]))
     # Recorded from the model's own forward pass: the last layer is what apply returns.
@@ -59,10 +59,10 @@ def test_same_loss_and_gradients_on_a_real_batch(real_batch, k, variant):
     """Each trainer's own loss function, differentiated by its own framework."""
     images, labels = real_batch
     torch_model, flax_vars = torch_model_and_flax_params(k, seed=2)
-    logits_t = torch_model(torch.from_numpy(images)[:, None])
-    loss_t = torch_train.cross_entropy(logits_t, torch.from_numpy(labels)).mean()
+    logits_t = torch_model(torch.from_numpy(images)[:, None].to(TORCH_DEVICE))
+    loss_t = torch_train.cross_entropy(logits_t, torch.from_numpy(labels).to(TORCH_DEVICE)).mean()
     loss_t.backward()
-    grads_t = {n: p.grad.numpy() for n, p in torch_model.named_parameters()}
+    grads_t = {n: p.grad.cpu().numpy() for n, p in torch_model.named_parameters()}
 
     model = build_model(variant, k)
 

@@ -13,7 +13,7 @@ from common.checkpoint import save_weights
 from common.config import TrainConfig
 from flax_impl import train as flax_train
 from flax_impl.convert import flax_to_torch
-from parity_tests.helpers import CPU_JAX, CPU_TORCH, FLAX_VARIANTS, flax_state
+from parity_tests.helpers import JAX_DEVICE, TORCH_DEVICE, FLAX_VARIANTS, flax_state
 from torch_impl import train as torch_train
 
 EPOCHS, TRAIN, TEST = 3, 4096, 1000
@@ -35,7 +35,7 @@ def read_metrics(out) -> list[dict]:
 @pytest.fixture(scope="module")
 def same_start(tmp_path_factory):
     """Initial weights drawn by torch_impl (seed 11), as a model.safetensors both trainers can start from."""
-    model = torch_train.create_model(TrainConfig("torch", seed=11), CPU_TORCH)
+    model = torch_train.create_model(TrainConfig("torch", seed=11), TORCH_DEVICE)
     path = tmp_path_factory.mktemp("init") / "init.safetensors"
     save_weights(path, torch_train.state_dict_numpy(model), {"framework": "torch"})
     return path
@@ -45,9 +45,9 @@ def run(framework: str, dataset, out, init_weights, variant: str | None = None) 
     config = TrainConfig(framework, epochs=EPOCHS, seed=0, out_dir=str(out), quiet=True,
                          init_weights=str(init_weights), extra={"variant": variant} if variant else {})
     if framework == "torch":
-        torch_train.train_and_evaluate(config, dataset, CPU_TORCH)
+        torch_train.train_and_evaluate(config, dataset, TORCH_DEVICE)
     else:
-        flax_train.train_and_evaluate(config, dataset, CPU_JAX)
+        flax_train.train_and_evaluate(config, dataset, JAX_DEVICE)
     return read_metrics(out)
 
 
@@ -75,7 +75,7 @@ def test_every_metrics_field_agrees_over_several_epochs(real_data, same_start, t
 
 
 def torch_init(seed: int) -> dict[str, np.ndarray]:
-    return torch_train.state_dict_numpy(torch_train.create_model(TrainConfig("torch", seed=seed), CPU_TORCH))
+    return torch_train.state_dict_numpy(torch_train.create_model(TrainConfig("torch", seed=seed), TORCH_DEVICE))
 
 
 def flax_init(seed: int, variant: str) -> dict[str, np.ndarray]:
@@ -103,9 +103,9 @@ def test_init_weights_replace_the_seeded_draw_in_both_trainers(same_start):
 
     want = load_weights(same_start, 3)
     t = torch_train.state_dict_numpy(torch_train.create_model(
-        TrainConfig("torch", seed=3, init_weights=str(same_start)), CPU_TORCH))
+        TrainConfig("torch", seed=3, init_weights=str(same_start)), TORCH_DEVICE))
     f = flax_to_torch(jax.device_get({"params": flax_train.create_train_state(
-        TrainConfig("flax", seed=3, init_weights=str(same_start)), CPU_JAX).params}))
+        TrainConfig("flax", seed=3, init_weights=str(same_start)), JAX_DEVICE).params}))
     for name in want:
         np.testing.assert_array_equal(t[name], want[name])
         np.testing.assert_array_equal(f[name], want[name])

@@ -13,7 +13,7 @@ from data import train_batches
 from flax_impl import train as flax_train
 from flax_impl.convert import flax_to_torch
 from flax_impl.placement import as_placement
-from parity_tests.helpers import CPU_JAX, CPU_TORCH, FLAX_VARIANTS, flax_state, torch_model_and_flax_params
+from parity_tests.helpers import JAX_DEVICE, TORCH_DEVICE, FLAX_VARIANTS, flax_state, torch_model_and_flax_params
 from torch_impl import train as torch_train
 
 pytestmark = pytest.mark.realdata
@@ -37,7 +37,7 @@ WEIGHT_REL_L2 = 0.1
 def torch_trajectory(model, images, labels, batches):
     """The trainer's own optimizer and train_step."""
     optimizer = torch_train.make_optimizer(model, TrainConfig("torch"))
-    x, y = torch_train.to_device(images, labels, CPU_TORCH)
+    x, y = torch_train.to_device(images, labels, TORCH_DEVICE)
     losses = []
     for idx in batches:
         loss_sum, _ = torch_train.train_step(model, optimizer, x[idx], y[idx])
@@ -48,8 +48,8 @@ def torch_trajectory(model, images, labels, batches):
 def flax_trajectory(variant, params, images, labels, batches):
     """The trainer's own train state and compiled step (its XLA options included)."""
     state = flax_state(variant).replace(params=jax.device_put(params["params"]))
-    x, y = flax_train.device_arrays(images, labels, CPU_JAX)
-    placement = as_placement(CPU_JAX)
+    x, y = flax_train.device_arrays(images, labels, JAX_DEVICE)
+    placement = as_placement(JAX_DEVICE)
     step = flax_train.compile_train_steps(state, x, y, (1, 64), placement)
     losses = []
     for idx in batches:
