@@ -49,9 +49,15 @@ def plot_curves(runs: dict[str, list[dict]], path: Path, title: str = "") -> Non
         _curves(ax_loss, ax_acc, metrics, label, style)
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
-    for ax in (ax_loss, ax_acc):
+    _save(fig, (ax_loss, ax_acc), path, title, legend_size=8)
+
+
+def _save(fig, axes, path: Path, title: str, legend_size: int) -> None:
+    """Whole epochs on the x axes, a grid and a legend in each panel, the title; write and close."""
+    for ax in axes:
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=legend_size)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
@@ -76,12 +82,4 @@ def plot_bands(sweeps: dict[str, list[list[dict]]], path: Path, title: str = "")
             ax.fill_between(epochs, mean - std, mean + std, color=color, alpha=0.25, label=f"{label} +-1 std")
             ax.fill_between(epochs, values.min(0), values.max(0), color=color, alpha=0.08, label=f"{label} min-max")
             ax.set(xlabel="epoch", ylabel=name, title=name)
-    for ax in axes:
-        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, axes, path, title, legend_size=7)
