@@ -30,10 +30,14 @@ def sweep_line(epoch: int, epochs: int, records: list[dict], seconds: float) -> 
 
     tl, ta, vl, va = stat("train_loss"), stat("train_accuracy", 100), stat("test_loss"), stat("test_accuracy", 100)
     return (
-        f"epoch {epoch:>2}/{epochs}  {len(records)} seeds  train loss {tl[0]:.4f} +- {tl[1]:.4f}  "
+        f"epoch {epoch:>2}/{epochs}  {seeds_phrase(len(records))}  train loss {tl[0]:.4f} +- {tl[1]:.4f}  "
         f"train acc {ta[0]:6.2f}% +- {ta[1]:.2f}  test loss {vl[0]:.4f} +- {vl[1]:.4f}  "
         f"test acc {va[0]:6.2f}% +- {va[1]:.2f} ({va[2]:.2f} to {va[3]:.2f})  {seconds:6.1f} s"
     )
+
+
+def seeds_phrase(count: int) -> str:
+    return f"{count} seed" + ("" if count == 1 else "s")
 
 
 def say(message: str, quiet: bool = False) -> None:

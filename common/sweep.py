@@ -19,7 +19,7 @@ from typing import Protocol
 import numpy as np
 
 from common.config import TrainConfig
-from common.console import progress, say, sweep_line
+from common.console import progress, say, seeds_phrase, sweep_line
 from common.phases import CLOCK
 from common.resume import CHECKPOINT, OutDirError, make_out_dir, peek, prepare_out_dir
 from common.run_files import write_json_atomic
@@ -129,7 +129,7 @@ class Sweep:
         say(f"trainable parameters: {num_params:,}", self.config.quiet)
         say(f"data: {dataset.source}; train {len(dataset.train_labels):,}, test {len(dataset.test_labels):,}",
             self.config.quiet)
-        say(f"sweep: {len(self.seeds)} seeds ({format_seeds(self.seeds)}), {mode} ({why}); "
+        say(f"sweep: {seeds_phrase(len(self.seeds))} ({format_seeds(self.seeds)}), {mode} ({why}); "
             f"files in {self.out}/seed-S/ and {self.out / SEEDS_FILE}", self.config.quiet)
 
     def resume(self, engine: Engine) -> list[int]:
@@ -157,7 +157,8 @@ class Sweep:
 
     def epoch_bar(self, epoch: int, batches: int):
         self._start = time.perf_counter()
-        return progress(batches, f"epoch {epoch}/{self.config.epochs} ({len(self.seeds)} seeds)", self.config.quiet)
+        description = f"epoch {epoch}/{self.config.epochs} ({seeds_phrase(len(self.seeds))})"
+        return progress(batches, description, self.config.quiet)
 
     def end_epoch(self, epoch: int, results: dict[int, tuple], num_train: int, num_test: int) -> None:
         """results: {i: (train loss, train correct, test loss, test correct)} of the seeds that trained."""
@@ -198,7 +199,8 @@ class Sweep:
             run.finish(weights, dataset.test_images, dataset.test_labels, predictions[i])
         record = self.write_seeds_json(complete=True)
         acc = record["final"]["test_accuracy"]
-        print(f"final test accuracy over {len(self.seeds)} seeds: {100 * acc['mean']:.2f}% +- {100 * acc['std']:.2f} "
+        print(f"final test accuracy over {seeds_phrase(len(self.seeds))}: {100 * acc['mean']:.2f}% "
+              f"+- {100 * acc['std']:.2f} "
               f"(min {100 * acc['min']:.2f}%, max {100 * acc['max']:.2f}%); files in {self.out}/", flush=True)
         return record
 
