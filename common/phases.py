@@ -13,21 +13,32 @@ class PhaseClock:
     """Seconds per phase of one process: import, data, init, compile, train, evaluate, write."""
 
     def __init__(self):
-        self.seconds = dict.fromkeys(PHASES, 0.0)
+        self.reset()
 
     def reset(self) -> None:
         self.seconds = dict.fromkeys(PHASES, 0.0)
+        self._open: list[list] = []  # [phase, since] of the phases entered and not left, innermost last
 
     def add(self, phase: str, seconds: float) -> None:
         self.seconds[phase] += seconds
 
     @contextmanager
     def __call__(self, phase: str):
-        start = time.perf_counter()
+        """Time a phase; one entered inside another (a CUDA graph captured during the first epoch)
+        pauses the outer one, so every second counts once."""
+        now = time.perf_counter()
+        if self._open:
+            outer = self._open[-1]
+            self.seconds[outer[0]] += now - outer[1]
+        self._open.append([phase, now])
         try:
             yield
         finally:
-            self.seconds[phase] += time.perf_counter() - start
+            now = time.perf_counter()
+            inner = self._open.pop()
+            self.seconds[inner[0]] += now - inner[1]
+            if self._open:
+                self._open[-1][1] = now
 
     def rounded(self) -> dict[str, float]:
         return {k: round(v, 4) for k, v in self.seconds.items()}

@@ -150,3 +150,20 @@ def test_evaluation_is_one_dispatch_that_matches_batch_by_batch():
     np.testing.assert_array_equal(predictions, np.concatenate([np.asarray(b["predictions"]) for b in batches])[:300])
     assert correct == sum(int(b["correct"]) for b in batches)
     assert loss == pytest.approx(sum(float(b["loss_sum"]) for b in batches) / 300, rel=1e-6)
+
+
+def test_a_phase_inside_another_counts_its_seconds_once(monkeypatch):
+    """A phase entered inside another (torch_impl's CUDA graph, captured during a sweep's first
+    epoch) pauses the outer one: the phases add up to the wall time."""
+    from common import phases
+
+    now = [0.0]
+    monkeypatch.setattr(phases.time, "perf_counter", lambda: now[0])
+    clock = phases.PhaseClock()
+    with clock("train"):
+        now[0] += 2.0
+        with clock("compile"):
+            now[0] += 3.0
+        now[0] += 1.0
+    assert clock.seconds["train"] == 3.0 and clock.seconds["compile"] == 3.0
+    assert sum(clock.seconds.values()) == 6.0
