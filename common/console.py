@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import sys
 
-import numpy as np
 from tqdm.auto import tqdm
+
+from common.stats import summarize
 
 
 def progress(total: int, description: str, quiet: bool):
@@ -24,15 +25,13 @@ def epoch_line(record: dict, epochs: int, seconds: float) -> str:
 
 def sweep_line(epoch: int, epochs: int, records: list[dict], seconds: float) -> str:
     """An epoch of a seed sweep: mean +- std over the seeds (min to max for test accuracy)."""
-    def stat(key, scale=1.0):
-        a = scale * np.asarray([r[key] for r in records], dtype=np.float64)
-        return a.mean(), (a.std(ddof=1) if a.size > 1 else 0.0), a.min(), a.max()
-
-    tl, ta, vl, va = stat("train_loss"), stat("train_accuracy", 100), stat("test_loss"), stat("test_accuracy", 100)
+    tl, ta, vl, va = (summarize([r[key] for r in records])
+                      for key in ("train_loss", "train_accuracy", "test_loss", "test_accuracy"))
     return (
-        f"epoch {epoch:>2}/{epochs}  {seeds_phrase(len(records))}  train loss {tl[0]:.4f} +- {tl[1]:.4f}  "
-        f"train acc {ta[0]:6.2f}% +- {ta[1]:.2f}  test loss {vl[0]:.4f} +- {vl[1]:.4f}  "
-        f"test acc {va[0]:6.2f}% +- {va[1]:.2f} ({va[2]:.2f} to {va[3]:.2f})  {seconds:6.1f} s"
+        f"epoch {epoch:>2}/{epochs}  {seeds_phrase(len(records))}  train loss {tl['mean']:.4f} +- {tl['std']:.4f}  "
+        f"train acc {100 * ta['mean']:6.2f}% +- {100 * ta['std']:.2f}  "
+        f"test loss {vl['mean']:.4f} +- {vl['std']:.4f}  test acc {100 * va['mean']:6.2f}% +- {100 * va['std']:.2f} "
+        f"({100 * va['min']:.2f} to {100 * va['max']:.2f})  {seconds:6.1f} s"
     )
 
 

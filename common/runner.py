@@ -33,6 +33,26 @@ class NonFiniteLoss(Exception):
     """Training diverged; the message says where and what to try."""
 
 
+def header_line(framework: str, versions: dict[str, str], device: str) -> str:
+    return f"{framework} | " + " ".join(f"{k} {v}" for k, v in versions.items()) + f" | device {device}"
+
+
+def model_lines(summary: str, num_params: int, dataset: FashionMNIST) -> str:
+    """The model, its parameter count and the data, as a run's console shows them."""
+    return (f"{summary}\ntrainable parameters: {num_params:,}\n"
+            f"data: {dataset.source}; train {len(dataset.train_labels):,}, test {len(dataset.test_labels):,}")
+
+
+def compiled_line(seconds: float, how: str = "") -> str:
+    return f"compiled train and eval steps in {seconds:.2f} s" + (f" ({how})" if how else "")
+
+
+def resume_warning(changed: dict, so_far: str, recorded: str) -> str:
+    """The warning for a resume that changes --epochs or --lr: {key: (was, now)}."""
+    changes = ", ".join(f"--{k} {now:g} ({so_far} so far: {was:g})" for k, (was, now) in changed.items())
+    return f"warning: resuming with {changes}; {recorded} the new segment"
+
+
 class Run:
     """One training run's bookkeeping; the framework code only computes numbers and hands them here."""
 
@@ -55,8 +75,7 @@ class Run:
         if self.main:
             self.writer.write_config(self._config_record(versions, device, environment or {}))
         self.writer.start_metrics()
-        say(f"{framework} | " + " ".join(f"{k} {v}" for k, v in versions.items()) + f" | device {device}",
-            self.config.quiet or not announce)
+        say(header_line(framework, versions, device), self.config.quiet or not announce)
 
     def _config_record(self, versions: dict, device: str, environment: dict) -> dict:
         """config.json: every setting, versions, device, environment and provenance, written at the
@@ -83,10 +102,7 @@ class Run:
 
     def describe_model(self, summary: str, num_params: int, dataset: FashionMNIST) -> None:
         self.num_params = num_params
-        say(summary, self.config.quiet)
-        say(f"trainable parameters: {num_params:,}", self.config.quiet)
-        say(f"data: {dataset.source}; train {len(dataset.train_labels):,}, test {len(dataset.test_labels):,}",
-            self.config.quiet)
+        say(model_lines(summary, num_params, dataset), self.config.quiet)
 
     def load_resume_checkpoint(self) -> TrainingCheckpoint | None:
         """With --resume: the last complete epoch's state, whose metrics and timings this run takes over."""
@@ -98,9 +114,7 @@ class Run:
         self.checkpoint_epoch = ckpt.epoch
         say(f"resuming from {self.checkpoint_path}: epoch {ckpt.epoch} of {self.config.epochs} done", self.config.quiet)
         if ckpt.changed and self.main and self.announce:
-            changes = ", ".join(f"--{k} {now:g} (the run so far: {was:g})" for k, (was, now) in ckpt.changed.items())
-            print(f"warning: resuming with {changes}; config.json records the new segment", file=sys.stderr,
-                  flush=True)
+            print(resume_warning(ckpt.changed, "the run", "config.json records"), file=sys.stderr, flush=True)
         return ckpt
 
     def save_checkpoint(self, epoch: int, adam_step: int, weights: dict, exp_avg: dict, exp_avg_sq: dict) -> None:
@@ -134,7 +148,7 @@ class Run:
         """Compile time, reported on its own line and kept out of the first epoch's time."""
         self.compile_seconds = seconds
         self.writer.set_compile_seconds(seconds)
-        say(f"compiled train and eval steps in {seconds:.2f} s" + (f" ({how})" if how else ""), self.config.quiet)
+        say(compiled_line(seconds, how), self.config.quiet)
 
     def epoch_bar(self, epoch: int, batches: int):
         self._epoch_start = time.perf_counter()

@@ -24,7 +24,7 @@ from common.phases import CLOCK
 from common.resume import CHECKPOINT, OutDirError, make_out_dir, peek, prepare_out_dir
 from common.run_files import write_json_atomic
 from common.run_lock import lock_out_dir
-from common.runner import Run
+from common.runner import Run, compiled_line, header_line, model_lines, resume_warning
 from common.stats import summarize
 from data import FashionMNIST
 
@@ -118,42 +118,36 @@ class Sweep:
         self.epoch_seconds: list[float] = []
         self.mode = ""
         self._start = 0.0
-        say(f"{framework} | " + " ".join(f"{k} {v}" for k, v in versions.items()) + f" | device {device}",
-            config.quiet)
+        say(header_line(framework, versions, device), config.quiet)
 
     def describe(self, summary: str, num_params: int, dataset: FashionMNIST, mode: str, why: str) -> None:
         self.mode = mode
         for run in self.runs:
             run.describe_model(summary, num_params, dataset)
-        say(summary, self.config.quiet)
-        say(f"trainable parameters: {num_params:,}", self.config.quiet)
-        say(f"data: {dataset.source}; train {len(dataset.train_labels):,}, test {len(dataset.test_labels):,}",
-            self.config.quiet)
+        say(model_lines(summary, num_params, dataset), self.config.quiet)
         say(f"sweep: {seeds_phrase(len(self.seeds))} ({format_seeds(self.seeds)}), {mode} ({why}); "
             f"files in {self.out}/seed-S/ and {self.out / SEEDS_FILE}", self.config.quiet)
 
     def resume(self, engine: Engine) -> list[int]:
         """Each seed's completed epochs (0: starts fresh); checkpointed seeds are restored into the engine."""
-        done = []
-        for i, run in enumerate(self.runs):
-            ckpt = run.load_resume_checkpoint()
+        checkpoints = [run.load_resume_checkpoint() for run in self.runs]
+        for i, ckpt in enumerate(checkpoints):
             if ckpt is not None:
                 engine.restore(i, ckpt)
-            done.append(0 if ckpt is None else ckpt.epoch)
+        done = [0 if ckpt is None else ckpt.epoch for ckpt in checkpoints]
         if self.config.resume:
             say("resuming: " + ", ".join(f"seed {s} after epoch {d}" for s, d in zip(self.seeds, done)),
                 self.config.quiet)
-            changed = next((r._resume.changed for r in self.runs if r._resume is not None and r._resume.changed), {})
+            changed = next((c.changed for c in checkpoints if c is not None and c.changed), {})
             if changed:
-                print("warning: resuming with " + ", ".join(f"--{k} {now:g} (the sweep so far: {was:g})"
-                                                            for k, (was, now) in changed.items())
-                      + "; each seed's config.json records the new segment", file=sys.stderr, flush=True)
+                print(resume_warning(changed, "the sweep", "each seed's config.json records"), file=sys.stderr,
+                      flush=True)
         return done
 
     def compiled(self, seconds: float, how: str = "") -> None:
         for run in self.runs:
             run.compiled(seconds, how)
-        say(f"compiled train and eval steps in {seconds:.2f} s" + (f" ({how})" if how else ""), self.config.quiet)
+        say(compiled_line(seconds, how), self.config.quiet)
 
     def epoch_bar(self, epoch: int, batches: int):
         self._start = time.perf_counter()
