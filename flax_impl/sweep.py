@@ -62,25 +62,26 @@ def seed_states(config: TrainConfig, placement: Placement) -> list[TrainState]:
                            for s in config.extra["seeds"]])
 
 
-def on_device(dataset: FashionMNIST, placement: Placement) -> tuple[jax.Array, ...]:
-    """Train and (padded) test images and labels on the device, once for all seeds."""
-    train = single.device_arrays(dataset.train_images, dataset.train_labels, placement)
-    test = single.device_arrays(dataset.test_images, dataset.test_labels, placement, pad_to=single.EVAL_BATCH_SIZE)
-    return (*train, *test)
+class _Engine:
+    """What both ways of training the seeds share: the settings, and the data on the device once."""
+
+    def __init__(self, config: TrainConfig, placement: Placement, k: int):
+        self.config, self.placement, self.k = config, placement, k
+        self.seeds = config.extra["seeds"]
+
+    def load(self, dataset: FashionMNIST) -> None:
+        self.train_x, self.train_y, self.test_x, self.test_y = single.dataset_on_device(dataset, self.placement)
+        self.num_test = len(dataset.test_labels)
 
 
-class SequentialEngine:
+class SequentialEngine(_Engine):
     """The seeds one after another, each through flax_impl.train's own epoch and compiled step."""
 
     mode = "sequential"
 
     def __init__(self, config: TrainConfig, placement: Placement, k: int):
-        self.config, self.placement, self.k = config, placement, k
+        super().__init__(config, placement, k)
         self.states = seed_states(config, placement)
-
-    def load(self, dataset: FashionMNIST) -> None:
-        self.train_x, self.train_y, self.test_x, self.test_y = on_device(dataset, self.placement)
-        self.num_test = len(dataset.test_labels)
 
     def compile(self) -> None:
         n = int(self.train_y.shape[0])
@@ -106,7 +107,7 @@ class SequentialEngine:
         return single.checkpoint_arrays(self.states[i])
 
     def weights(self, i: int) -> dict:
-        return single.checkpoint_arrays(self.states[i])[1]
+        return single.weights_numpy(self.states[i])
 
 
 # flax_impl.train's step and evaluation, mapped over a leading seed axis of the state, the epoch
@@ -126,22 +127,17 @@ def keep_where(active: jax.Array, new: TrainState, old: TrainState) -> TrainStat
     return jax.tree.map(lambda a, b: jnp.where(active.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), new, old)
 
 
-class VmappedEngine:
+class VmappedEngine(_Engine):
     """All seeds in one stacked state, trained by one vmapped step per dispatch (one device)."""
 
     mode = "vmap"
 
     def __init__(self, config: TrainConfig, placement: Placement, k: int):
-        self.config, self.placement, self.k = config, placement, k
-        self.seeds = config.extra["seeds"]
+        super().__init__(config, placement, k)
         states = seed_states(config, placement)
         self.first = states[0]  # for the model summary
         self.state = stack(states)
         self._host = None  # the stacked state fetched once per epoch for the seeds' checkpoints
-
-    def load(self, dataset: FashionMNIST) -> None:
-        self.train_x, self.train_y, self.test_x, self.test_y = on_device(dataset, self.placement)
-        self.num_test = len(dataset.test_labels)
 
     def compile(self) -> None:
         p, n, k = self.placement, int(self.train_y.shape[0]), self.k
@@ -206,7 +202,7 @@ class VmappedEngine:
         return single.checkpoint_arrays(self.seed_state(i))
 
     def weights(self, i: int) -> dict:
-        return single.checkpoint_arrays(self.seed_state(i))[1]
+        return single.weights_numpy(self.seed_state(i))
 
 
 def train_seeds(config: TrainConfig, dataset: FashionMNIST, where: jax.Device | Placement) -> dict:

@@ -185,6 +185,13 @@ def device_arrays(images: np.ndarray, labels: np.ndarray, where: jax.Device | Pl
     return x, placement.put(y, placement.replicated)
 
 
+def dataset_on_device(dataset: FashionMNIST, where: jax.Device | Placement) -> tuple[jax.Array, ...]:
+    """Train images and labels, then test images and labels padded to whole evaluation batches."""
+    train = device_arrays(dataset.train_images, dataset.train_labels, where)
+    test = device_arrays(dataset.test_images, dataset.test_labels, where, pad_to=EVAL_BATCH_SIZE)
+    return (*train, *test)
+
+
 @jax.jit
 def _pixels_to_float(table: jax.Array, pixels: jax.Array) -> jax.Array:
     return table[pixels][..., None]  # uint8 (N, 28, 28) -> float32 (N, 28, 28, 1)
@@ -375,7 +382,12 @@ def train_epoch(compiled, state: TrainState, train_x, train_y, config: TrainConf
 def checkpoint_arrays(state: TrainState) -> tuple[int, dict, dict, dict]:
     """Adam's step, the weights and Adam's two moments in torch's layout, as a training checkpoint stores them."""
     adam_step, exp_avg, exp_avg_sq = adam_state_numpy(state)
-    return adam_step, flax_to_torch(jax.device_get({"params": state.params})), exp_avg, exp_avg_sq
+    return adam_step, weights_numpy(state), exp_avg, exp_avg_sq
+
+
+def weights_numpy(state: TrainState) -> dict[str, np.ndarray]:
+    """The weights in torch's state_dict layout and names, as NumPy (torch_impl's state_dict_numpy)."""
+    return flax_to_torch(jax.device_get({"params": state.params}))
 
 
 def train_and_evaluate(config: TrainConfig, dataset: FashionMNIST, where: jax.Device | Placement) -> dict:
@@ -392,8 +404,7 @@ def train_and_evaluate(config: TrainConfig, dataset: FashionMNIST, where: jax.De
     if ckpt is not None:
         state = restore(state, ckpt, placement)
     with CLOCK("data"):
-        train_x, train_y = device_arrays(dataset.train_images, dataset.train_labels, placement)
-        test_x, test_y = device_arrays(dataset.test_images, dataset.test_labels, placement, pad_to=EVAL_BATCH_SIZE)
+        train_x, train_y, test_x, test_y = dataset_on_device(dataset, placement)
     n, num_test = len(dataset.train_labels), len(dataset.test_labels)
     steps = num_batches(n, config.batch_size)
     start = time.perf_counter()
@@ -415,7 +426,7 @@ def train_and_evaluate(config: TrainConfig, dataset: FashionMNIST, where: jax.De
         with CLOCK("evaluate"):
             _, _, predictions = evaluate(compiled["eval"], state, test_x, test_y, num_test)
     with CLOCK("write"):
-        weights = flax_to_torch(jax.device_get({"params": state.params}))
+        weights = weights_numpy(state)
     return run.finish(weights, dataset.test_images, dataset.test_labels, predictions)
 
 
