@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from common.plots import plot_bands, plot_curves
-from common.run_files import read_run
+from common.run_files import SEEDS_FILE, read_run
 from common.stats import summarize, welch
 
 
@@ -95,12 +95,12 @@ def comparison_markdown(a: dict, b: dict, differ: list[str] | None = None) -> st
     return "\n".join(lines) + "\n"
 
 
-SEEDS_FILE = "seeds.json"  # common.sweep's aggregate: its presence makes a folder a sweep
 SWEEP_METRICS = (("test_accuracy", "test accuracy", 100, "points"), ("test_loss", "test loss", 1, ""),
                  ("train_loss", "train loss", 1, ""), ("train_accuracy", "train accuracy", 100, "points"))
 
 
 def is_sweep(folder: str | Path) -> bool:
+    """A sweep's folder holds common.sweep's aggregate."""
     return (Path(folder) / SEEDS_FILE).is_file()
 
 
@@ -114,8 +114,11 @@ def read_sweep(folder: str | Path) -> dict:
     return {"dir": str(folder), "record": record, "runs": runs, "config": runs[0]["config"]}
 
 
-def _fmt(key: str, value: float, scale: float) -> str:
-    return f"{scale * value:.2f}%" if scale == 100 else f"{value:.4f}"
+def _mean_std(s: dict, scale: float) -> str:
+    """'91.20% +- 0.15' for an accuracy (scale 100), '0.2344 +- 0.0040' for a loss."""
+    if scale == 100:
+        return f"{100 * s['mean']:.2f}% +- {100 * s['std']:.2f}"
+    return f"{s['mean']:.4f} +- {s['std']:.4f}"
 
 
 def _interval(w: dict, scale: float, unit: str) -> str:
@@ -156,7 +159,7 @@ def sweep_markdown(a: dict, b: dict, differ: list[str]) -> str:
     verdicts = []
     for key, name, scale, unit in SWEEP_METRICS:
         sa, sb = summarize(values(a, epochs, key)), summarize(values(b, epochs, key))
-        cells = [f"{_fmt(key, s['mean'], scale)} +- {_fmt(key, s['std'], scale).rstrip('%')}" for s in (sa, sb)]
+        cells = [_mean_std(s, scale) for s in (sa, sb)]
         if seeds_a > 1 and seeds_b > 1:
             w = welch(values(a, epochs, key), values(b, epochs, key))
             cells.append(_interval(w, scale, unit))
@@ -177,7 +180,7 @@ def sweep_markdown(a: dict, b: dict, differ: list[str]) -> str:
         row = [str(e)]
         for key, _, scale, unit in (SWEEP_METRICS[0], SWEEP_METRICS[2]):
             sa, sb = summarize(values(a, e, key)), summarize(values(b, e, key))
-            row += [f"{_fmt(key, s['mean'], scale)} +- {_fmt(key, s['std'], scale).rstrip('%')}" for s in (sa, sb)]
+            row += [_mean_std(s, scale) for s in (sa, sb)]
             row.append(_interval(welch(values(a, e, key), values(b, e, key)), scale, unit)
                        if seeds_a > 1 and seeds_b > 1 else "")
         lines.append("| " + " | ".join(row) + " |")

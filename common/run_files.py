@@ -9,6 +9,9 @@ from pathlib import Path
 from common.atomic import atomic_write
 
 
+SEEDS_FILE = "seeds.json"  # a seed sweep's aggregate (common.sweep); its presence makes a folder a sweep
+
+
 def write_json_atomic(path: Path, obj) -> None:
     atomic_write(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 
