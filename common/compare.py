@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from common.plots import plot_bands, plot_curves
-from common.run_files import SEEDS_FILE, read_run
+from common.run_files import SEEDS_FILE, read_run, seed_dir
 from common.stats import summarize, welch
 
 
@@ -110,7 +110,7 @@ def read_sweep(folder: str | Path) -> dict:
     record = json.loads((folder / SEEDS_FILE).read_text())
     if not record.get("complete"):
         raise ValueError(f"{folder} is an unfinished sweep (seeds.json says complete: false); resume it first")
-    runs = [read_run(folder / f"seed-{s}") for s in record["seeds"]]
+    runs = [read_run(seed_dir(folder, s)) for s in record["seeds"]]
     return {"dir": str(folder), "record": record, "runs": runs, "config": runs[0]["config"]}
 
 

@@ -12,6 +12,11 @@ from common.atomic import atomic_write
 SEEDS_FILE = "seeds.json"  # a seed sweep's aggregate (common.sweep); its presence makes a folder a sweep
 
 
+def seed_dir(out_dir: str | os.PathLike, seed: int) -> Path:
+    """Where a sweep in out_dir keeps seed S's run: OUT/seed-S."""
+    return Path(out_dir) / f"seed-{seed}"
+
+
 def write_json_atomic(path: Path, obj) -> None:
     atomic_write(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 

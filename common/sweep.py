@@ -22,17 +22,13 @@ from common.config import TrainConfig
 from common.console import progress, say, seeds_phrase, sweep_line
 from common.phases import CLOCK
 from common.resume import CHECKPOINT, OutDirError, make_out_dir, peek, prepare_out_dir
-from common.run_files import SEEDS_FILE, write_json_atomic
+from common.run_files import SEEDS_FILE, seed_dir, write_json_atomic
 from common.run_lock import lock_out_dir
 from common.runner import Run, compiled_line, header_line, model_lines, resume_warning
 from common.stats import summarize
 from data import FashionMNIST
 
 METRICS = ("test_accuracy", "test_loss", "train_loss", "train_accuracy")
-
-
-def seed_dir(out_dir: str | Path, seed: int) -> Path:
-    return Path(out_dir) / f"seed-{seed}"
 
 
 def seed_config(config: TrainConfig, seed: int) -> TrainConfig:
