@@ -4,22 +4,43 @@ steps from disk instead of compiling them again (on a 2-core CPU, seconds of eve
 Where: --compilation-cache DIR, else $FASHION_PARITY_JAX_CACHE, else $XDG_CACHE_HOME/fashion-parity/jax
 (~/.cache/fashion-parity/jax). "off" in either place switches it off. A cache folder that cannot be
 made or written, or a corrupt entry, never fails a run: JAX (or this module) warns and compiles.
+
+JAX's cache is keyed by the lowered program, so a hit still traces and lowers every program: on a
+2-core CPU, 0.16 s of lowering in a warm compile of 0.45 s (traces 0.22 s, cache loads 0.07 s),
+against 2.6 s cold. `load_or_compile` keys the compiled program one stage earlier, by the traced
+program (its jaxpr, as JAX prints it) and everything else that decides the executable (argument
+shapes, shardings and donation, compiler options, every JAX config value, XLA_* environment,
+jax/jaxlib/backend versions, the device and, on a CPU, its instruction set), and keeps the serialized
+executable in DIR/executables: a hit skips lowering and XLA. Anything the key does not cover can
+only make a miss, never a wrong hit: the same inputs give the same jaxpr, and a jaxpr decides its
+lowering. Multi-device and multi-process programs use JAX's cache only.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import platform
 import tempfile
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import jax
 import jax.monitoring
+import jaxlib
+from jax.experimental import serialize_executable
+
+from common.atomic import atomic_write
 
 ENV = "FASHION_PARITY_JAX_CACHE"
 OFF = ("off", "none", "no", "0", "false")
 _HIT = "/jax/compilation_cache/cache_hits"
 _MISS = "/jax/compilation_cache/cache_misses"
+_EXECUTABLE_HIT = "/fashion_parity/executable_cache/hits"
+EXECUTABLES = "executables"  # the folder, inside the cache folder, of load_or_compile's entries
+FORMAT = 1  # of an entry; part of its key
+_executables: Path | None = None  # where load_or_compile keeps executables; None: the cache is off
 
 
 def default_dir() -> Path:
@@ -32,6 +53,8 @@ def enable(setting: str | None = None) -> str | None:
 
     Returns the folder in use, or None when the cache is off. Call before the first compilation.
     """
+    global _executables
+    _executables = None
     value = setting if setting is not None else os.environ.get(ENV, "")
     if value.strip().lower() in OFF and value.strip():
         jax.config.update("jax_enable_compilation_cache", False)
@@ -51,7 +74,93 @@ def enable(setting: str | None = None) -> str | None:
     # Cache every program: ours compile in well under JAX's default threshold of 1 s each.
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    _executables = path / EXECUTABLES
     return str(path)
+
+
+def load_or_compile(traced: jax.stages.Traced, compile_fn: Callable, options: dict | None = None):
+    """The traced program's executable from the cache, else compile_fn(traced.lower()), then cached.
+
+    options: the compiler options compile_fn passes (part of the key). An entry that cannot be read
+    or does not fit warns and compiles; one that cannot be written warns: never a failed run.
+    """
+    global _executables
+    device = _single_device(traced)
+    if _executables is None or device is None:
+        return compile_fn(traced.lower())
+    path = _executables / f"{program_key(traced, device, options)}.bin"
+    if path.is_file():
+        try:
+            compiled = _load(path, traced, device)
+            jax.monitoring.record_event(_EXECUTABLE_HIT)
+            return compiled
+        except Exception as e:  # noqa: BLE001 - any unreadable entry: compile instead
+            warnings.warn(f"compilation cache entry {path} is not usable ({type(e).__name__}: {e}); compiling",
+                          stacklevel=2)
+    compiled = compile_fn(traced.lower())
+    try:
+        atomic_write(path, serialize_executable.serialize(compiled)[0])
+    except OSError as e:  # the folder: say so once, and keep JAX's own cache only
+        warnings.warn(f"could not save compiled programs in {_executables} ({e.strerror or e}); "
+                      "this run keeps them in JAX's compilation cache only", stacklevel=2)
+        _executables = None
+    except Exception as e:  # noqa: BLE001 - a program this jaxlib cannot serialize: just not kept
+        warnings.warn(f"could not save {path} to the compilation cache ({type(e).__name__}: {e})", stacklevel=2)
+    return compiled
+
+
+def _single_device(traced: jax.stages.Traced):
+    """The one device every argument lives on, or None (several devices or processes, or a JAX whose
+    Traced no longer has the argument types this reads: then JAX's own cache serves alone)."""
+    meta = getattr(traced, "_meta_tys_flat", None)
+    if jax.process_count() > 1 or meta is None or not hasattr(traced, "_params"):
+        return None
+    devices = set()
+    for ty in meta:
+        device_set = getattr(getattr(ty, "sharding", None), "device_set", None)
+        if device_set is None:  # an argument without a placement: let JAX decide
+            return None
+        devices |= device_set
+    return devices.pop() if len(devices) == 1 else None
+
+
+def program_key(traced: jax.stages.Traced, device, options: dict | None) -> str:
+    """sha256 of everything that decides the traced program's executable (see the module's docstring)."""
+    backend = device.client
+    params = {k: v for k, v in traced._params.items() if k != "jaxpr"}  # shardings asked for, donation, name
+    parts = [
+        f"format {FORMAT}",
+        str(traced.jaxpr),
+        repr(sorted(params.items())),
+        repr(traced._meta_tys_flat),  # each argument's shape, dtype, sharding and layout
+        repr([jax.tree_util.keystr(path) for path, _ in jax.tree_util.tree_flatten_with_path(traced.args_info)[0]]),
+        repr(sorted((options or {}).items())),
+        repr(sorted(jax.config.values.items())),
+        repr(sorted((k, v) for k, v in os.environ.items() if k.startswith("XLA_"))),
+        f"jax {jax.__version__} jaxlib {jaxlib.__version__}",
+        f"{backend.platform} {backend.platform_version} {device.device_kind} {device.id}",
+        _cpu_features() if backend.platform == "cpu" else "",
+    ]
+    return hashlib.sha256("\n\0".join(parts).encode()).hexdigest()
+
+
+def _cpu_features() -> str:
+    """The machine and, on Linux, the CPU's instruction-set flags: XLA:CPU compiles for the host's."""
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        flags = platform.processor()
+    return f"{platform.machine()} {flags}"
+
+
+def _load(path: Path, traced: jax.stages.Traced, device):
+    """Deserialize an entry for traced's arguments; raises if it does not fit them."""
+    compiled = serialize_executable.deserialize_and_load(path.read_bytes(), traced.in_tree, traced.out_tree,
+                                                         backend=device.client, execution_devices=[device])
+    if compiled.in_tree != traced.in_tree or [a._aval for a in jax.tree.leaves(compiled.args_info)] != list(
+            traced.jaxpr.in_avals):
+        raise ValueError("its arguments are not this program's")
+    return compiled
 
 
 class CacheCounter:
@@ -61,7 +170,7 @@ class CacheCounter:
         self.hits = self.misses = 0
 
     def _listen(self, event: str, **_):
-        if event == _HIT:
+        if event in (_HIT, _EXECUTABLE_HIT):
             self.hits += 1
         elif event == _MISS:
             self.misses += 1

@@ -145,10 +145,10 @@ class VmappedEngine(_Engine):
         self.compiled = {}
         for shape in single.epoch_plan(n, self.config.batch_size, k):
             idx = jax.ShapeDtypeStruct((len(self.seeds), *shape), jnp.int32)
-            lowered = train_steps_vmapped.lower(self.state, totals, self.train_x, self.train_y, idx)
-            self.compiled[shape] = single.compile_with_options(lowered, p.platform)
-        lowered = evaluate_vmapped.lower(self.state, self.test_x, self.test_y)
-        self.compiled["eval"] = single.compile_with_options(lowered, p.platform)
+            self.compiled[shape] = single.compile_program(
+                train_steps_vmapped, (self.state, totals, self.train_x, self.train_y, idx), p.platform)
+        self.compiled["eval"] = single.compile_program(evaluate_vmapped, (self.state, self.test_x, self.test_y),
+                                                       p.platform)
 
     def zero_totals(self) -> dict:
         return zero_totals(len(self.seeds), self.placement)

@@ -98,7 +98,8 @@ def create_train_state(config: TrainConfig, where: jax.Device | Placement) -> Tr
 
     # One jit: op by op, init compiled ~70 small XLA programs (7 s of a 25 s one-epoch run on a 2-core CPU).
     with jax.default_device(placement.local_device):
-        state = jax.jit(init)(jax.random.key(config.seed))
+        key = jax.random.key(config.seed)
+        state = compile_program(jax.jit(init), (key,), placement.platform)(key)
     if config.init_weights:
         state = state.replace(params=torch_to_flax(load_weights(config.init_weights, config.kernel_size))["params"])
     return placement.replicate(state)
@@ -263,11 +264,17 @@ def compile_with_options(lowered, platform: str):
                 options.pop(k)
 
 
+def compile_program(jitted, args: tuple, platform: str):
+    """A jitted function compiled for these arguments with the backend's options, through the
+    compilation cache (a hit skips lowering and XLA: flax_impl/compile_cache.py)."""
+    return compile_cache.load_or_compile(jitted.trace(*args), partial(compile_with_options, platform=platform),
+                                         COMPILER_OPTIONS.get(platform))
+
+
 def compile_train_steps(state, images, labels, shape: tuple[int, int], placement: Placement):
     """train_steps compiled for one index shape (steps, batch) with the backend's options."""
     idx = jax.ShapeDtypeStruct(shape, jnp.int32, sharding=placement.batch)
-    lowered = train_steps.lower(state, zero_totals(placement), images, labels, idx)
-    return compile_with_options(lowered, placement.platform)
+    return compile_program(train_steps, (state, zero_totals(placement), images, labels, idx), placement.platform)
 
 
 def compile_all(state, images, labels, test_x, test_y, n, batch_size, k, placement: Placement):
@@ -280,7 +287,7 @@ def compile_all(state, images, labels, test_x, test_y, n, batch_size, k, placeme
 
 def compile_eval(state, test_x, test_y, placement: Placement):
     """evaluate_all compiled for the padded test set with the backend's options."""
-    return compile_with_options(jax.jit(evaluate_all).lower(state, test_x, test_y), placement.platform)
+    return compile_program(jax.jit(evaluate_all), (state, test_x, test_y), placement.platform)
 
 
 def evaluate(eval_fn, state: TrainState, test_x: jax.Array, test_y: jax.Array, num_test: int):

@@ -7,9 +7,11 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -42,8 +44,11 @@ def test_second_run_loads_every_program_from_the_cache_and_trains_the_same(real_
     first = flax_cli(tmp_path / "a", cache)
     assert "compiled; saved to the compilation cache" in compile_line(first)
     assert any(cache.iterdir())
+    programs = set((cache / compile_cache.EXECUTABLES).iterdir())
+    assert programs  # the init, the train shapes and the evaluation, keyed by their traced programs
     second = flax_cli(tmp_path / "b", cache)
     assert "loaded from the compilation cache" in compile_line(second)
+    assert set((cache / compile_cache.EXECUTABLES).iterdir()) == programs  # the keys hold from process to process
     assert (tmp_path / "a" / "metrics.jsonl").read_bytes() == (tmp_path / "b" / "metrics.jsonl").read_bytes()
     config = json.loads((tmp_path / "b" / "config.json").read_text())
     assert config["extra"]["compilation_cache"] == str(cache)
@@ -60,6 +65,7 @@ def test_a_corrupt_cache_warns_and_compiles(real_data, tmp_path):
     assert again.returncode == 0, again.stderr
     assert "compiled; saved to the compilation cache" in compile_line(again)
     assert "Error reading persistent compilation cache entry" in again.stderr  # JAX's own warning
+    assert "is not usable (" in again.stderr  # load_or_compile's, for a program it keeps
     assert "Traceback" not in again.stderr
     assert (tmp_path / "a" / "metrics.jsonl").read_bytes() == (tmp_path / "b" / "metrics.jsonl").read_bytes()
 
@@ -95,6 +101,102 @@ def test_default_folder_follows_xdg_cache_home(monkeypatch, tmp_path):
     assert compile_cache.default_dir() == tmp_path / "xdg" / "fashion-parity" / "jax"
     monkeypatch.delenv("XDG_CACHE_HOME")
     assert compile_cache.default_dir() == Path.home() / ".cache" / "fashion-parity" / "jax"
+
+
+def tiny_training(seed: int = 1):
+    """A train state, a small device-resident set and the CPU placement, for compiling train_steps."""
+    from common.config import TrainConfig
+    from flax_impl.placement import as_placement
+
+    cpu = jax.devices("cpu")[0]
+    ds = synthetic_dataset(64, 10)
+    state = flax_train.create_train_state(TrainConfig("flax", seed=seed), cpu)
+    x, y = flax_train.device_arrays(ds.train_images, ds.train_labels, cpu)
+    return state, x, y, as_placement(cpu)
+
+
+@pytest.fixture
+def lowerings(monkeypatch, tmp_path):
+    """load_or_compile keeping executables in a fresh folder; the list grows by one per lowering."""
+    monkeypatch.setattr(compile_cache, "_executables", tmp_path / "executables")
+    calls = []
+    lower = jax.stages.Traced.lower
+
+    def counted(self, *args, **kwargs):
+        calls.append(self.fun_name)
+        return lower(self, *args, **kwargs)
+
+    monkeypatch.setattr(jax.stages.Traced, "lower", counted)
+    return calls
+
+
+def test_a_kept_program_loads_without_lowering_and_computes_the_same(lowerings):
+    state, x, y, cpu = tiny_training()
+    lowerings.clear()  # the init's
+    fresh = flax_train.compile_train_steps(state, x, y, (2, 8), cpu)
+    assert lowerings == ["train_steps"]
+    loaded = flax_train.compile_train_steps(state, x, y, (2, 8), cpu)
+    assert lowerings == ["train_steps"]  # traced again, then loaded: neither lowered nor compiled
+    idx = np.arange(16, dtype=np.int32).reshape(2, 8)
+    outs = [f(jax.tree.map(jnp.copy, state), flax_train.zero_totals(cpu), x, y, jnp.asarray(idx))
+            for f in (fresh, loaded)]
+    for a, b in zip(*map(jax.tree.leaves, outs)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    donated = jax.tree.map(jnp.copy, state)
+    loaded(donated, flax_train.zero_totals(cpu), x, y, jnp.asarray(idx))
+    assert donated.params["conv1"]["kernel"].is_deleted()  # the loaded program still donates the state
+
+
+def test_the_key_changes_with_what_changes_the_executable():
+    cpu = jax.devices("cpu")[0]
+
+    def key(fn=lambda a: a @ a, shape=(8, 8), options=None, **jit):
+        a = jax.device_put(np.ones(shape, np.float32), cpu)
+        traced = jax.jit(fn, **jit).trace(a)
+        return compile_cache.program_key(traced, cpu, options)
+
+    base = key()
+    assert key() == base  # a fresh jit and a fresh trace of the same program: the same key
+    assert key(shape=(8, 9), fn=lambda a: a @ a.T) != base
+    assert key(fn=lambda a: a @ a + 1) != base
+    assert key(options={"xla_cpu_experimental_ynn_fusion_type": ""}) != base
+    assert key(donate_argnums=0) != base
+    before = jax.config.jax_default_matmul_precision
+    try:
+        jax.config.update("jax_default_matmul_precision", "bfloat16")
+        assert key() != base
+    finally:
+        jax.config.update("jax_default_matmul_precision", before)
+
+
+def test_an_unreadable_kept_program_warns_and_compiles(lowerings):
+    state, x, y, cpu = tiny_training()
+    lowerings.clear()  # the init's
+    init_entries = set(compile_cache._executables.iterdir())
+    flax_train.compile_train_steps(state, x, y, (1, 8), cpu)
+    (entry,) = set(compile_cache._executables.iterdir()) - init_entries
+    entry.write_bytes(b"not an executable")
+    with pytest.warns(UserWarning, match="is not usable"):
+        again = flax_train.compile_train_steps(state, x, y, (1, 8), cpu)
+    assert len(lowerings) == 2
+    idx = jnp.zeros((1, 8), jnp.int32)
+    totals = again(jax.tree.map(jnp.copy, state), flax_train.zero_totals(cpu), x, y, idx)[1]
+    assert np.isfinite(float(totals["loss_sum"]))
+    flax_train.compile_train_steps(state, x, y, (1, 8), cpu)
+    assert len(lowerings) == 2  # the entry was written anew
+
+
+def test_a_folder_where_programs_cannot_be_kept_warns_once_and_runs(lowerings, tmp_path, monkeypatch):
+    state, x, y, cpu = tiny_training()
+    (tmp_path / "a file").write_text("")
+    monkeypatch.setattr(compile_cache, "_executables", tmp_path / "a file" / "executables")
+    with pytest.warns(UserWarning, match="could not save compiled programs in"):
+        compiled = flax_train.compile_train_steps(state, x, y, (1, 8), cpu)
+    idx = jnp.zeros((1, 8), jnp.int32)
+    assert np.isfinite(float(compiled(state, flax_train.zero_totals(cpu), x, y, idx)[1]["loss_sum"]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        flax_train.compile_train_steps(state, x, y, (2, 8), cpu)  # JAX's cache only now: no second warning
 
 
 @pytest.mark.realdata
