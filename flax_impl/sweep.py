@@ -144,7 +144,7 @@ class VmappedEngine(_Engine):
         totals = self.zero_totals()
         self.compiled = {}
         for shape in single.epoch_plan(n, self.config.batch_size, k):
-            idx = jax.ShapeDtypeStruct((len(self.seeds), *shape), jnp.int32)
+            idx = jax.ShapeDtypeStruct((len(self.seeds), *shape), jnp.int32, sharding=p.replicated)
             self.compiled[shape] = single.compile_program(
                 train_steps_vmapped, (self.state, totals, self.train_x, self.train_y, idx), p.platform)
         self.compiled["eval"] = single.compile_program(evaluate_vmapped, (self.state, self.test_x, self.test_y),
@@ -176,7 +176,7 @@ class VmappedEngine(_Engine):
         for j, per_seed in enumerate(chunks, start=1):
             idx = np.stack(per_seed)  # (seeds, steps, batch)
             self.state, totals = self.compiled[idx.shape[1:]](self.state, totals, self.train_x, self.train_y,
-                                                              jnp.asarray(idx))
+                                                              self.placement.put(idx, self.placement.replicated))
             if check_every and j % check_every == 0:
                 check()
             bar.update(idx.shape[1] * len(active))

@@ -161,12 +161,14 @@ def test_the_key_changes_with_what_changes_the_executable():
     assert key(fn=lambda a: a @ a + 1) != base
     assert key(options={"xla_cpu_experimental_ynn_fusion_type": ""}) != base
     assert key(donate_argnums=0) != base
-    before = jax.config.jax_default_matmul_precision
-    try:
-        jax.config.update("jax_default_matmul_precision", "bfloat16")
-        assert key() != base
-    finally:
-        jax.config.update("jax_default_matmul_precision", before)
+    for flag, value in (("jax_default_matmul_precision", "bfloat16"),  # shows in the jaxpr
+                        ("jax_use_shardy_partitioner", not jax.config.jax_use_shardy_partitioner)):  # lowering only
+        before = jax.config.values[flag]
+        try:
+            jax.config.update(flag, value)
+            assert key() != base, flag
+        finally:
+            jax.config.update(flag, before)
 
 
 def test_an_unreadable_kept_program_warns_and_compiles(lowerings):
