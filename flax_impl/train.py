@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 import warnings
 from functools import partial
@@ -20,7 +19,7 @@ from flax.training.train_state import TrainState
 from common.checkpoint import load_weights
 from common.config import TrainConfig, build_parser
 from common.phases import CLOCK
-from common.runner import NONFINITE_CHECK_EVERY, Run, cli, report_eval
+from common.runner import NONFINITE_CHECK_EVERY, Run, cli, exit_process, report_eval
 from data import FashionMNIST, num_batches, to_float
 from data.batching import epoch_order
 from flax_impl import compile_cache
@@ -486,4 +485,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

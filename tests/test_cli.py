@@ -55,3 +55,15 @@ def test_help_states_every_default(framework):
                          cwd=REPO, check=True, env={**os.environ, "COLUMNS": "400"}).stdout
     for default in DEFAULTS + FRAMEWORK_DEFAULTS[framework]:
         assert default in out, default
+
+
+def test_a_run_exits_with_its_code_and_its_output_but_no_last_collection():
+    """exit_process (both trainers' __main__) skips the interpreter's last garbage collection
+    (gc.freeze), and nothing else: the exit code and buffered output are the run's."""
+    code = ("import atexit, gc, sys\n"
+            "atexit.register(lambda: print(' frozen', gc.get_freeze_count() > 0))\n"
+            "from common.runner import exit_process\n"
+            "sys.stdout.write('written')\n"
+            "exit_process(3)\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert (proc.returncode, proc.stdout) == (3, "written frozen True\n"), proc.stderr

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 import time
 
 import numpy as np
@@ -15,7 +14,7 @@ from torch.nn.parallel import DistributedDataParallel
 from common.checkpoint import load_weights
 from common.config import TrainConfig, build_parser
 from common.phases import CLOCK
-from common.runner import NONFINITE_CHECK_EVERY, Run, cli, report_eval
+from common.runner import NONFINITE_CHECK_EVERY, Run, cli, exit_process, report_eval
 from data import FashionMNIST, num_batches, to_float
 from data.batching import epoch_order
 from torch_impl.model import Convnet, count_parameters
@@ -349,4 +348,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())
