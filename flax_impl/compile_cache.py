@@ -18,6 +18,7 @@ lowering. Multi-device and multi-process programs use JAX's cache only.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import platform
@@ -144,6 +145,7 @@ def program_key(traced: jax.stages.Traced, device, options: dict | None) -> str:
     return hashlib.sha256("\n\0".join(parts).encode()).hexdigest()
 
 
+@functools.cache
 def _cpu_features() -> str:
     """The machine and, on Linux, the CPU's instruction-set flags: XLA:CPU compiles for the host's."""
     try:
