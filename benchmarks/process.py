@@ -80,6 +80,27 @@ def accuracy_cell(values: list[float]) -> str:
     return f"{100 * lo:.2f}%" if lo == hi else f"{100 * lo:.2f}-{100 * hi:.2f}%"
 
 
+def epoch_share_lines(summary: list[dict]) -> list[str]:
+    """What each further epoch costs besides training: the difference between a row's longest and
+    shortest runs (their start-up, compile and final files cancel), split into train, evaluate and
+    write (the checkpoint and metrics); evaluation plus writing as a share of the epoch."""
+    lines = []
+    for row in dict.fromkeys(s["row"] for s in summary):
+        runs = sorted((s for s in summary if s["row"] == row and s["phases"]), key=lambda s: s["epochs"])
+        if len(runs) < 2 or runs[-1]["epochs"] == runs[0]["epochs"]:
+            continue
+        extra = runs[-1]["epochs"] - runs[0]["epochs"]
+        per = {p: (runs[-1]["phases"][p] - runs[0]["phases"][p]) / extra for p in ("train", "evaluate", "write")}
+        epoch = sum(per.values())
+        if epoch <= 0:
+            continue
+        lines += ["", f"Each further epoch of {runs[0]['label']} (epochs {runs[0]['epochs']} -> {runs[-1]['epochs']}): "
+                      f"{epoch:.3f} s, of which train {per['train']:.3f} s, evaluate {per['evaluate']:.3f} s, "
+                      f"write (checkpoint, metrics) {per['write']:.3f} s: evaluation plus writing "
+                      f"{100 * (per['evaluate'] + per['write']) / epoch:.0f}% of the epoch."]
+    return lines
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.process", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -164,8 +185,9 @@ def main(argv=None) -> int:
         if warm[e]["phases"] and cold[e]["phases"] and cold[e]["phases"]["compile"]:
             lines.append("")
             lines.append(f"Warm-cache compile at {e} epoch(s): {warm[e]['phases']['compile']:.2f} s, "
-                         f"{100 * warm[e]['phases']['compile'] / cold[e]['phases']['compile']:.0f}% of the cold "
+                         f"{100 * warm[e]['phases']['compile'] / cold[e]['phases']['compile']:.1f}% of the cold "
                          f"{cold[e]['phases']['compile']:.2f} s.")
+    lines += epoch_share_lines(summary)
     table = "\n".join(lines) + "\n"
     write_report(args.out, table, {"machine": machine(), "versions": versions(), "device": device, "rows": summary,
                                    "args": vars(args)})

@@ -271,3 +271,20 @@ def test_a_phase_inside_another_counts_its_seconds_once(monkeypatch):
         now[0] += 1.0
     assert clock.seconds["train"] == 3.0 and clock.seconds["compile"] == 3.0
     assert sum(clock.seconds.values()) == 6.0
+
+
+def test_the_process_benchmark_says_what_each_further_epoch_costs_besides_training():
+    """The share of evaluation and writing per epoch, from the difference of a row's long and short
+    runs (issue #14's GPU target: at most 30%); start-up, compile and final files cancel out."""
+    from benchmarks.process import epoch_share_lines
+
+    def row(epochs, train, evaluate, write, phases=True):
+        ph = dict.fromkeys(PHASES, 1.0) | {"train": train, "evaluate": evaluate, "write": write}
+        return {"row": "flax-warm", "label": "flax_impl, warm", "epochs": epochs, "phases": ph if phases else None}
+
+    blank, line = epoch_share_lines([row(1, 0.10, 0.05, 0.40), row(10, 1.00, 0.23, 0.49)])
+    assert blank == "" and "epochs 1 -> 10" in line
+    assert "0.130 s, of which train 0.100 s, evaluate 0.020 s, write (checkpoint, metrics) 0.010 s" in line
+    assert "evaluation plus writing 23% of the epoch" in line
+    assert epoch_share_lines([row(1, 0.1, 0.05, 0.4)]) == []  # one length: nothing to difference
+    assert epoch_share_lines([row(1, 0.1, 0.05, 0.4), row(3, 0.3, 0.1, 0.4, phases=False)]) == []  # original
