@@ -11,9 +11,12 @@ against 2.6 s cold. `load_or_compile` keys the compiled program one stage earlie
 program (its jaxpr, as JAX prints it) and everything else that decides the executable (argument
 shapes, shardings and donation, compiler options, every JAX config value, XLA_* environment,
 jax/jaxlib/backend versions, the device and, on a CPU, its instruction set), and keeps the serialized
-executable in DIR/executables: a hit skips lowering and XLA. Anything the key does not cover can
-only make a miss, never a wrong hit: the same inputs give the same jaxpr, and a jaxpr decides its
-lowering. Multi-device and multi-process programs use JAX's cache only.
+executable in DIR/executables: a hit skips lowering and XLA. The printed jaxpr shows every
+equation and its parameters, and, given the config, versions and argument types also in the key,
+decides the lowering; the key holds more than that (every config value), which can only cost a
+miss. What the printed jaxpr does not show, the values of arrays a function closes over, is why a
+program with such constants is left to JAX's cache, as are multi-device and multi-process ones.
+Entries are pickles, trusted as JAX's own cache entries beside them are: keep the folder private.
 """
 
 from __future__ import annotations
@@ -87,7 +90,7 @@ def load_or_compile(traced: jax.stages.Traced, compile_fn: Callable, options: di
     """
     global _executables
     device = _single_device(traced)
-    if _executables is None or device is None:
+    if _executables is None or device is None or traced.jaxpr.consts:  # constants: their values are not printed
         return compile_fn(traced.lower())
     path = _executables / f"{program_key(traced, device, options)}.bin"
     if path.is_file():

@@ -171,6 +171,20 @@ def test_the_key_changes_with_what_changes_the_executable():
             jax.config.update(flag, before)
 
 
+def test_a_program_with_closed_over_constants_is_left_to_jax(lowerings):
+    """The printed jaxpr of `a + c` is the same whatever the array c holds: such a program must not
+    be kept under it."""
+    cpu = jax.devices("cpu")[0]
+    x = jax.device_put(np.zeros(2000, np.float32), cpu)
+    for value in (1.0, 2.0):
+        constant = np.full(2000, value, np.float32)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            compiled = flax_train.compile_program(jax.jit(lambda a, c=constant: a + c), (x,), "cpu")
+        np.testing.assert_array_equal(np.asarray(compiled(x)), constant)
+    assert len(lowerings) == 2 and not compile_cache._executables.exists()
+
+
 def test_an_unreadable_kept_program_warns_and_compiles(lowerings):
     state, x, y, cpu = tiny_training()
     lowerings.clear()  # the init's
