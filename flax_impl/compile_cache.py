@@ -34,6 +34,7 @@ import jax
 import jax.monitoring
 import jaxlib
 from jax.experimental import serialize_executable
+from jax.experimental.compilation_cache import compilation_cache as jax_cache
 
 from common.atomic import atomic_write
 
@@ -42,6 +43,7 @@ OFF = ("off", "none", "no", "0", "false")
 _HIT = "/jax/compilation_cache/cache_hits"
 _MISS = "/jax/compilation_cache/cache_misses"
 _EXECUTABLE_HIT = "/fashion_parity/executable_cache/hits"
+_EXECUTABLE_MISS = "/fashion_parity/executable_cache/misses"
 EXECUTABLES = "executables"  # the folder, inside the cache folder, of load_or_compile's entries
 FORMAT = 1  # of an entry; part of its key
 _executables: Path | None = None  # where load_or_compile keeps executables; None: the cache is off
@@ -101,7 +103,8 @@ def load_or_compile(traced: jax.stages.Traced, compile_fn: Callable, options: di
         except Exception as e:  # noqa: BLE001 - any unreadable entry: compile instead
             warnings.warn(f"compilation cache entry {path} is not usable ({type(e).__name__}: {e}); compiling",
                           stacklevel=2)
-    compiled = compile_fn(traced.lower())
+    compiled = _compile_fresh(compile_fn, traced.lower())
+    jax.monitoring.record_event(_EXECUTABLE_MISS)
     try:
         atomic_write(path, serialize_executable.serialize(compiled)[0])
     except OSError as e:  # the folder: say so once, and keep JAX's own cache only
@@ -111,6 +114,22 @@ def load_or_compile(traced: jax.stages.Traced, compile_fn: Callable, options: di
     except Exception as e:  # noqa: BLE001 - a program this jaxlib cannot serialize: just not kept
         warnings.warn(f"could not save {path} to the compilation cache ({type(e).__name__}: {e})", stacklevel=2)
     return compiled
+
+
+def _compile_fresh(compile_fn: Callable, lowered):
+    """compile_fn(lowered) compiled by XLA, never loaded from JAX's cache: XLA:CPU does not serialize
+    a loaded executable whole (one saved again that way failed when run: "NOT_FOUND: Function
+    wrapped_slice not found"). JAX's cache is paused for this one compile; the entry kept here
+    serves the program from now on."""
+    if not jax.config.jax_enable_compilation_cache:
+        return compile_fn(lowered)
+    jax.config.update("jax_enable_compilation_cache", False)
+    jax_cache.reset_cache()  # JAX decides once whether its cache is in use: make it ask again
+    try:
+        return compile_fn(lowered)
+    finally:
+        jax.config.update("jax_enable_compilation_cache", True)
+        jax_cache.reset_cache()
 
 
 def _single_device(traced: jax.stages.Traced):
@@ -177,7 +196,7 @@ class CacheCounter:
     def _listen(self, event: str, **_):
         if event in (_HIT, _EXECUTABLE_HIT):
             self.hits += 1
-        elif event == _MISS:
+        elif event in (_MISS, _EXECUTABLE_MISS):
             self.misses += 1
 
     def __enter__(self) -> CacheCounter:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import warnings
@@ -52,6 +53,21 @@ def test_second_run_loads_every_program_from_the_cache_and_trains_the_same(real_
     assert (tmp_path / "a" / "metrics.jsonl").read_bytes() == (tmp_path / "b" / "metrics.jsonl").read_bytes()
     config = json.loads((tmp_path / "b" / "config.json").read_text())
     assert config["extra"]["compilation_cache"] == str(cache)
+
+
+@pytest.mark.realdata
+def test_programs_in_jax_cache_only_are_compiled_afresh_to_be_kept(real_data, tmp_path):
+    """A cache folder that JAX's cache filled (an older version of this project, or kept entries
+    removed): XLA:CPU cannot serialize an executable loaded from JAX's cache whole, so the program
+    is compiled again before it is kept, and the run after that loads it and trains the same."""
+    cache = tmp_path / "cache"
+    assert flax_cli(tmp_path / "a", cache).returncode == 0
+    shutil.rmtree(cache / compile_cache.EXECUTABLES)
+    assert "compiled; saved to the compilation cache" in compile_line(flax_cli(tmp_path / "b", cache))
+    third = flax_cli(tmp_path / "c", cache)
+    assert "loaded from the compilation cache" in compile_line(third)
+    for run in "bc":
+        assert (tmp_path / run / "metrics.jsonl").read_bytes() == (tmp_path / "a" / "metrics.jsonl").read_bytes()
 
 
 @pytest.mark.realdata
