@@ -6,12 +6,15 @@ Rows run in interleaved rounds (each round runs every row once, in a rotated ord
 untimed warm-up round (at the shortest epoch count), so that a machine whose speed drifts slows every row alike; medians and
 their spread are quoted, ratios are between medians of this run. Each trainer's run reports where
 its seconds went (timings.json "phases"): import, data, init, compile, train, evaluate, write.
-Writes OUT.md and OUT.json.
+Writes OUT.md and OUT.json, again after every run: a benchmark stopped by a timeout keeps what it
+measured.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -101,48 +104,20 @@ def epoch_share_lines(summary: list[dict]) -> list[str]:
     return lines
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.process", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
-    parser.add_argument("--epochs", default=None,
-                        help="comma-separated epoch counts (default: 1,3 on a CPU, 1,10 on an accelerator)")
-    parser.add_argument("--rounds", type=int, default=3, help="timed rounds after the warm-up (default: %(default)s)")
-    parser.add_argument("--rows", default=",".join(ROWS), help="which rows (default: %(default)s)")
-    parser.add_argument("--out", default="runs/bench/process", help="output path without suffix (default: %(default)s)")
-    args = parser.parse_args(argv)
-
-    accelerator = detect_accelerator(args.device)
-    epochs_list = [int(e) for e in (args.epochs or ("1,10" if accelerator else "1,3")).split(",")]
-    rows = [r for r in args.rows.split(",") if r]
-    unknown = set(rows) - set(ROWS)
-    if unknown:
-        parser.error(f"unknown rows {sorted(unknown)}; choose from {', '.join(ROWS)}")
-    device = "cuda" if accelerator else ("cpu" if args.device == "auto" else args.device)
-    print(f"machine: {machine()}; device {device}", flush=True)
-    work = Path(tempfile.mkdtemp(prefix="fashion-parity-process-bench-"))
-    warm_cache = work / "warm-cache"
-    results: dict[tuple[str, int], list[dict]] = {(r, e): [] for r in rows for e in epochs_list}
-    try:
-        # Warm-up round, untimed, at the shortest length (the programs compiled do not depend on the
-        # epoch count): fills the warm compilation cache, the data cache and the OS's file cache.
-        for row in rows:
-            run_once(row, min(epochs_list), device, work, warm_cache)
-        for round_ in range(args.rounds):
-            for epochs in epochs_list:
-                order = rows[round_ % len(rows):] + rows[: round_ % len(rows)]  # rotate: no row always first
-                for row in order:
-                    r = run_once(row, epochs, device, work, warm_cache)
-                    results[(row, epochs)].append(r)
-                    print(f"  round {round_ + 1}, {epochs} epoch(s), {ROWS[row]}: {r['seconds']:.2f} s", flush=True)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
+def report(results: dict[tuple[str, int], list[dict]], device: str, env: dict, args: argparse.Namespace,
+           quiet: bool = False) -> None:
+    """OUT.md and OUT.json from the runs so far (rows without a run yet are left out); env: the
+    machine and versions, found once."""
+    rounds = max(len(runs) for runs in results.values())
+    if not rounds:
+        return
+    if min(len(runs) for runs in results.values()) < rounds:
+        rounds = f"{min(len(runs) for runs in results.values())}-{rounds} (cut short)"
     summary = []
-    for epochs in epochs_list:
-        medians = {row: statistics.median(r["seconds"] for r in results[(row, epochs)]) for row in rows}
-        for row in rows:
-            runs = results[(row, epochs)]
+    for epochs in dict.fromkeys(e for _, e in results):
+        done = {row: runs for (row, e), runs in results.items() if e == epochs and runs}
+        medians = {row: statistics.median(r["seconds"] for r in runs) for row, runs in done.items()}
+        for row, runs in done.items():
             seconds = [r["seconds"] for r in runs]
             phases = None
             if all(r.get("phases") for r in runs):
@@ -160,8 +135,8 @@ def main(argv=None) -> int:
         return "" if x is None else format(x, spec) + suffix
 
     lines = [
-        f"Machine: {machine()}; " + ", ".join(f"{k} {v}" for k, v in versions().items()),
-        f"Whole processes, start to exit, device {device}: {args.rounds} interleaved rounds after an untimed "
+        f"Machine: {env['machine']}; " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()),
+        f"Whole processes, start to exit, device {device}: {rounds} interleaved round(s) after an untimed "
         "warm-up round; median (min-max). Phases: the run's own timings.json (medians); 'other' is the "
         "rest of the wall time (interpreter exit, what the run does not time). Speed-up = torch_impl's (or "
         "the original's) median / this row's. Compared: flax_impl as tuned (default variant) against eager "
@@ -189,8 +164,54 @@ def main(argv=None) -> int:
                          f"{cold[e]['phases']['compile']:.2f} s.")
     lines += epoch_share_lines(summary)
     table = "\n".join(lines) + "\n"
-    write_report(args.out, table, {"machine": machine(), "versions": versions(), "device": device, "rows": summary,
-                                   "args": vars(args)})
+    data = {**env, "device": device, "rows": summary, "args": vars(args)}
+    if quiet:
+        with contextlib.redirect_stdout(io.StringIO()):  # no "wrote ..." line after every run
+            write_report(args.out, table, data)
+    else:
+        write_report(args.out, table, data)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.process", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
+    parser.add_argument("--epochs", default=None,
+                        help="comma-separated epoch counts (default: 1,3 on a CPU, 1,10 on an accelerator)")
+    parser.add_argument("--rounds", type=int, default=3, help="timed rounds after the warm-up (default: %(default)s)")
+    parser.add_argument("--rows", default=",".join(ROWS), help="which rows (default: %(default)s)")
+    parser.add_argument("--out", default="runs/bench/process", help="output path without suffix (default: %(default)s)")
+    args = parser.parse_args(argv)
+
+    accelerator = detect_accelerator(args.device)
+    epochs_list = [int(e) for e in (args.epochs or ("1,10" if accelerator else "1,3")).split(",")]
+    rows = [r for r in args.rows.split(",") if r]
+    unknown = set(rows) - set(ROWS)
+    if unknown:
+        parser.error(f"unknown rows {sorted(unknown)}; choose from {', '.join(ROWS)}")
+    device = "cuda" if accelerator else ("cpu" if args.device == "auto" else args.device)
+    env = {"machine": machine(), "versions": versions()}  # versions() imports torch and jax: once, not per report
+    print(f"machine: {env['machine']}; device {device}", flush=True)
+    work = Path(tempfile.mkdtemp(prefix="fashion-parity-process-bench-"))
+    warm_cache = work / "warm-cache"
+    results: dict[tuple[str, int], list[dict]] = {(r, e): [] for r in rows for e in epochs_list}
+    try:
+        # Warm-up round, untimed, at the shortest length (the programs compiled do not depend on the
+        # epoch count): fills the warm compilation cache, the data cache and the OS's file cache.
+        for row in rows:
+            run_once(row, min(epochs_list), device, work, warm_cache)
+        for round_ in range(args.rounds):
+            for epochs in epochs_list:
+                order = rows[round_ % len(rows):] + rows[: round_ % len(rows)]  # rotate: no row always first
+                for row in order:
+                    r = run_once(row, epochs, device, work, warm_cache)
+                    results[(row, epochs)].append(r)
+                    print(f"  round {round_ + 1}, {epochs} epoch(s), {ROWS[row]}: {r['seconds']:.2f} s", flush=True)
+                    # Rewritten after every run: a benchmark stopped by a timeout keeps what it measured.
+                    report(results, device, env, args, quiet=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    report(results, device, env, args)
     return 0
 
 

@@ -318,3 +318,21 @@ def test_the_process_benchmark_says_what_each_further_epoch_costs_besides_traini
     assert "evaluation plus writing 23% of the epoch" in line
     assert epoch_share_lines([row(1, 0.1, 0.05, 0.4)]) == []  # one length: nothing to difference
     assert epoch_share_lines([row(1, 0.1, 0.05, 0.4), row(3, 0.3, 0.1, 0.4, phases=False)]) == []  # original
+
+
+def test_a_process_benchmark_cut_short_keeps_the_rows_it_measured(tmp_path):
+    """benchmarks.process rewrites its report after every run: the rows measured before a timeout."""
+    import argparse
+
+    from benchmarks.process import report
+
+    run = {"seconds": 9.5, "phases": dict.fromkeys(PHASES, 0.5), "test_accuracy": 0.85}
+    results = {("flax-warm", 1): [run], ("torch", 1): [], ("flax-warm", 3): []}
+    args = argparse.Namespace(out=str(tmp_path / "process"), rounds=3)
+    report(results, "cpu", {"machine": "test machine", "versions": {"jax": "x"}}, args, quiet=True)
+    table = (tmp_path / "process.md").read_text()
+    assert "0-1 (cut short) interleaved round(s)" in table
+    assert "| flax_impl, warm compilation cache | 1 | 9.50 (9.50-9.50) |" in table
+    assert "| torch_impl |" not in table and "| 3 |" not in table
+    rows = json.loads((tmp_path / "process.json").read_text())["rows"]
+    assert [(r["row"], r["epochs"]) for r in rows] == [("flax-warm", 1)]
