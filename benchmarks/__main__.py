@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from common.arch import forward_flops, train_flops
+from common.atomic import atomic_write
 from common.run_files import write_json_atomic
 
 EPOCH = 60_000
@@ -230,12 +231,14 @@ def main(argv=None) -> int:
     return 0
 
 
-def write_report(out: str, table: str, payload: dict) -> None:
-    """OUT.md (the table) and OUT.json (everything measured), and the table on the console."""
+def write_report(out: str, table: str, payload: dict, echo: bool = True) -> None:
+    """OUT.md (the table) and OUT.json (everything measured), each written whole or not at all (a
+    benchmark may rewrite them until a timeout stops it), and, if echo, the table on the console."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".md").write_text(table)
+    atomic_write(out.with_suffix(".md"), table.encode())
     write_json_atomic(out.with_suffix(".json"), payload)
+    if not echo:
+        return
     print()
     print(table)
     print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.json')}")

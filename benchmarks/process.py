@@ -13,8 +13,6 @@ measured.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import os
 import shutil
@@ -165,11 +163,7 @@ def report(results: dict[tuple[str, int], list[dict]], device: str, env: dict, a
     lines += epoch_share_lines(summary)
     table = "\n".join(lines) + "\n"
     data = {**env, "device": device, "rows": summary, "args": vars(args)}
-    if quiet:
-        with contextlib.redirect_stdout(io.StringIO()):  # no "wrote ..." line after every run
-            write_report(args.out, table, data)
-    else:
-        write_report(args.out, table, data)
+    write_report(args.out, table, data, echo=not quiet)
 
 
 def main(argv=None) -> int:

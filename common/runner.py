@@ -10,9 +10,9 @@ import shlex
 import sys
 import time
 from collections.abc import Callable
-from typing import NoReturn
 from dataclasses import replace
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 

@@ -109,7 +109,7 @@ def load_or_compile(traced: jax.stages.Traced, compile_fn: Callable, options: di
         atomic_write(path, serialize_executable.serialize(compiled)[0])
     except OSError as e:  # the folder: say so once, and keep JAX's own cache only
         warnings.warn(f"could not save compiled programs in {_executables} ({e.strerror or e}); "
-                      "this run keeps them in JAX's compilation cache only", stacklevel=2)
+                      "the rest of this run uses JAX's compilation cache only", stacklevel=2)
         _executables = None
     except Exception as e:  # noqa: BLE001 - a program this jaxlib cannot serialize: just not kept
         warnings.warn(f"could not save {path} to the compilation cache ({type(e).__name__}: {e})", stacklevel=2)
@@ -181,8 +181,7 @@ def _load(path: Path, traced: jax.stages.Traced, device):
     """Deserialize an entry for traced's arguments; raises if it does not fit them."""
     compiled = serialize_executable.deserialize_and_load(path.read_bytes(), traced.in_tree, traced.out_tree,
                                                          backend=device.client, execution_devices=[device])
-    if compiled.in_tree != traced.in_tree or [a._aval for a in jax.tree.leaves(compiled.args_info)] != list(
-            traced.jaxpr.in_avals):
+    if [a._aval for a in jax.tree.leaves(compiled.args_info)] != list(traced.jaxpr.in_avals):
         raise ValueError("its arguments are not this program's")
     return compiled
 
