@@ -11,10 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.stats
 from safetensors.numpy import load_file
 
 from common.resume import CHECKPOINT, peek
-from common.stats import summarize, t_quantile, welch
+from common.stats import summarize, welch
 from tests.test_reliability import REPO, cli, one_line_error
 
 TINY = ["--train-size", "256", "--test-size", "128", "--quiet"]
@@ -209,11 +210,18 @@ def test_compare_reports_two_sweeps_as_distributions(sweeps, tmp_path):
         compare_main([str(sweeps / "torch"), str(sweeps / "single-flax"), "--out", str(tmp_path / "x")])
 
 
-def test_t_quantiles_match_the_tables():
-    # Student's t table (two-sided 95% and 99%), and the normal limit.
-    for p, df, t in [(0.975, 1, 12.7062), (0.975, 5, 2.5706), (0.975, 10, 2.2281), (0.995, 5, 4.0321),
-                     (0.995, 30, 2.7500), (0.975, 1e7, 1.9600), (0.025, 3, -3.1824)]:
-        assert t_quantile(p, df) == pytest.approx(t, abs=1e-4)
+def test_welch_intervals_use_students_t_from_the_tables():
+    # Two samples of n values with the same spread: Welch's degrees of freedom are 2 (n - 1), and
+    # the interval's half width is that t quantile (Student's t table, two-sided) times the std error.
+    for level, df, t in [(0.95, 2, 4.3027), (0.95, 4, 2.7764), (0.95, 10, 2.2281), (0.99, 4, 4.6041),
+                         (0.99, 30, 2.7500), (0.95, 1_000_000, 1.9600)]:
+        n = df // 2 + 1
+        a = np.linspace(0.0, 1.0, n)
+        w = welch(a, a + 0.25, level)
+        assert w["df"] == pytest.approx(df)
+        assert w["diff"] == pytest.approx(0.25)
+        assert (w["high"] - w["diff"]) / w["se"] == pytest.approx(t, abs=1e-4)
+        assert (w["diff"] - w["low"]) / w["se"] == pytest.approx(t, abs=1e-4)
 
 
 def test_welch_interval_matches_its_formula():
@@ -221,7 +229,7 @@ def test_welch_interval_matches_its_formula():
     w = welch(a, b)
     va, vb = np.var(a, ddof=1) / 4, np.var(b, ddof=1) / 5
     df = (va + vb) ** 2 / (va**2 / 3 + vb**2 / 4)
-    half = t_quantile(0.975, df) * np.sqrt(va + vb)
+    half = scipy.stats.t.ppf(0.975, df) * np.sqrt(va + vb)
     assert w["diff"] == pytest.approx(np.mean(b) - np.mean(a))
     assert (w["low"], w["high"], w["df"]) == pytest.approx((w["diff"] - half, w["diff"] + half, df))
     assert welch([1.0, 1.0], [1.0, 1.0])["low"] == 0.0  # identical runs: no spread, no interval
