@@ -58,7 +58,11 @@ def endless_batches(n: int, seed: int = 0):
 def torch_rows(name: str, device_name: str, args):
     import torch
 
+    from torch_impl import steps as torch_steps
+
     from torch_impl import train as torch_train
+
+    from torch_impl import training as torch_training
 
     from common.config import TrainConfig
 
@@ -68,7 +72,7 @@ def torch_rows(name: str, device_name: str, args):
     sync = (lambda: torch.cuda.synchronize()) if device.type == "cuda" else (lambda: None)
     torch.manual_seed(0)
     nchw = name in ("torch-nchw", "torch-original")  # the original example knew nothing of channels_last
-    model = torch_train.build_model(3, device, torch.contiguous_format if nchw else None)
+    model = torch_training.build_model(3, device, torch.contiguous_format if nchw else None)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     net = model if world == 1 else torch.nn.parallel.DistributedDataParallel(
         model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -104,25 +108,25 @@ def torch_rows(name: str, device_name: str, args):
         return time_steps(run_step, loader_batches(), args.warmup, args.steps, args.repeats, sync), device
 
     ds = load_fashion_mnist()
-    x_all, y_all = torch_train.to_device(ds.train_images, ds.train_labels, device)
+    x_all, y_all = torch_training.to_device(ds.train_images, ds.train_labels, device)
     if name == "torch-graph":  # the trainer's own captured step (torch_impl/cuda_graph.py)
-        optimizer = torch_train.make_optimizer(model, TrainConfig("torch"), capturable=True)
-        static = torch_train.capture_step(model, optimizer, x_all, y_all, TrainConfig("torch"))
+        optimizer = torch_steps.make_optimizer(model, TrainConfig.lr, capturable=True)
+        static = torch_training.capture_step(model, optimizer, x_all, y_all, TrainConfig("torch"))
 
         def run_graph(idx):
             static(torch.from_numpy(idx).to(device, non_blocking=True))
 
         return time_steps(run_graph, endless_batches(len(ds.train_labels)), args.warmup, args.steps, args.repeats,
                           sync), device
-    step = torch_train.train_step
+    step = torch_steps.train_step
     if name == "torch-compile":
-        step = torch.compile(torch_train.train_step)
+        step = torch.compile(torch_steps.train_step)
     if name == "torch-compile-cudagraphs":
-        step = torch.compile(torch_train.train_step, mode="reduce-overhead")
+        step = torch.compile(torch_steps.train_step, mode="reduce-overhead")
     totals = [torch.zeros((), device=device)]
 
     def run_step(idx):
-        idx_t = torch_train.rank_slice(torch.from_numpy(idx).to(device, non_blocking=True), rank, world)
+        idx_t = torch_training.rank_slice(torch.from_numpy(idx).to(device, non_blocking=True), rank, world)
         loss_sum, _ = step(net, optimizer, x_all[idx_t], y_all[idx_t], denominator=len(idx) / world)
         totals[0] += loss_sum
 
@@ -143,23 +147,23 @@ def flax_rows(name: str, device_name: str, args):
     import jax
 
     from common.config import TrainConfig
-    from flax_impl import train as flax_train
+    from flax_impl import training as flax_training
     from flax_impl.placement import make_placement
 
     placement = make_placement(device_name, args.devices)
     ds = load_fashion_mnist()
-    x_all, y_all = flax_train.device_arrays(ds.train_images, ds.train_labels, placement)
+    x_all, y_all = flax_training.device_arrays(ds.train_images, ds.train_labels, placement)
     # Every variant through the trainer's own state, compiled step and compiler options.
-    config = TrainConfig("flax", extra={"variant": args.variant})
-    state = flax_train.create_train_state(config, placement)
-    k = args.k or flax_train.steps_per_dispatch(config, placement.platform)
-    holder = {"state": state, "totals": flax_train.zero_totals(placement)}
+    config = TrainConfig("flax", variant=args.variant)
+    state = flax_training.create_train_state(config, placement)
+    k = args.k or flax_training.steps_per_dispatch(config, placement.platform)
+    holder = {"state": state, "totals": flax_training.zero_totals(placement)}
     step = None
 
     def run_step(idx):  # idx (k, 64): k steps in one dispatch
         nonlocal step
         if step is None:
-            step = flax_train.compile_train_steps(holder["state"], x_all, y_all, idx.shape, placement)
+            step = flax_training.compile_train_steps(holder["state"], x_all, y_all, idx.shape, placement)
         holder["state"], holder["totals"] = step(holder["state"], holder["totals"], x_all, y_all,
                                                  placement.put_batch(idx))
 
@@ -198,9 +202,9 @@ def matmul_ceiling(framework: str, device_name: str, size: int, repeats: int) ->
     else:
         import jax
 
-        from flax_impl.train import resolve_device
+        from flax_impl.placement import make_placement
 
-        device = resolve_device(device_name)
+        device = make_placement(device_name, 1).devices[0]
         a = jax.device_put(np.random.rand(size, size).astype(np.float32), device)
         b = jax.device_put(np.random.rand(size, size).astype(np.float32), device)
         mm = jax.jit(lambda x, y: jax.lax.dot(x, y, precision="highest"))

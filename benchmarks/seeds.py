@@ -33,22 +33,22 @@ def step_rows(counts: list[int], k: int, rounds: int, reps: int, device: str) ->
     from common.config import TrainConfig
     from data import epoch_order, load_fashion_mnist
     from flax_impl import sweep
-    from flax_impl import train as single
+    from flax_impl import training
     from flax_impl.placement import make_placement
 
     placement = make_placement(device, 1)
     dataset = load_fashion_mnist().subset(64 * k * 4, 128)
-    x, y = single.device_arrays(dataset.train_images, dataset.train_labels, placement)
+    x, y = training.device_arrays(dataset.train_images, dataset.train_labels, placement)
     n = len(dataset.train_labels)
     runners = {}
     for count in counts:
-        config = TrainConfig("flax", extra={"seeds": list(range(count))})
+        config = TrainConfig("flax", seeds=list(range(count)))
         states = sweep.seed_states(config, placement)
         idx = np.stack([epoch_order(n, s, 1)[: 64 * k].reshape(k, 64).astype(np.int32) for s in range(count)])
         stacked = {"state": sweep.stack(states), "totals": sweep.zero_totals(count, placement)}
         lowered = sweep.train_steps_vmapped.lower(stacked["state"], stacked["totals"], x, y, jnp.asarray(idx))
-        vmapped = single.compile_with_options(lowered, placement.platform)
-        one = single.compile_train_steps(states[0], x, y, (k, 64), placement)
+        vmapped = training.compile_with_options(lowered, placement.platform)
+        one = training.compile_train_steps(states[0], x, y, (k, 64), placement)
         alone = {"states": states}
 
         def run_vmap(stacked=stacked, vmapped=vmapped, idx=jnp.asarray(idx)):
@@ -60,7 +60,7 @@ def step_rows(counts: list[int], k: int, rounds: int, reps: int, device: str) ->
             for _ in range(reps):
                 out = []
                 for i, s in enumerate(alone["states"]):
-                    s, _ = one(s, single.zero_totals(placement), x, y, jnp.asarray(idx[i]))
+                    s, _ = one(s, training.zero_totals(placement), x, y, jnp.asarray(idx[i]))
                     out.append(s)
                 alone["states"] = out
             jax.block_until_ready(alone["states"])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 from common.arch import VALID_KERNEL_SIZES
 from common.checkpoint import checkpoint_kernel_size
@@ -37,7 +37,26 @@ class TrainConfig:
     deterministic: bool = False
     resume: bool = False
     overwrite: bool = False
-    extra: dict = field(default_factory=dict)
+    # Seed sweeps: --seeds, and how flax_impl trains them (--sweep auto|vmap|sequential); in_sweep is
+    # set by common.sweep on each seed's own config: {"seeds": [...], "out_dir": the sweep's folder}.
+    seeds: list[int] | None = None
+    sweep: str = "auto"
+    in_sweep: dict | None = None
+    # flax_impl's flags (torch_impl leaves them at their defaults).
+    init: str = "torch"
+    variant: str = "auto"
+    steps_per_dispatch: int = 0  # 0: the backend's default
+    num_devices: int = 0  # 0: every device of the platform
+    coordinator_address: str | None = None
+    num_processes: int | None = None
+    process_id: int | None = None
+    compilation_cache: str | None = None  # the flag, then the folder in use (None: off)
+    # torch_impl's flags.
+    cuda_graph: str = "auto"
+    # Set when the run starts, never by a flag: this process's rank, the processes, the command line.
+    rank: int = 0
+    world_size: int = 1
+    argv: list[str] | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -179,6 +198,4 @@ def parse_config(parser: argparse.ArgumentParser, framework: str, argv: list[str
     if "kernel_size" not in args:  # not given: the checkpoint's own for --eval-only, else the reference's
         recorded = checkpoint_kernel_size(args["checkpoint"]) if args["eval_only"] else None
         args["kernel_size"] = recorded or TrainConfig.kernel_size
-    known = set(TrainConfig.__dataclass_fields__)
-    extra = {k: v for k, v in args.items() if k not in known}
-    return TrainConfig(framework=framework, extra=extra, **{k: v for k, v in args.items() if k in known})
+    return TrainConfig(framework=framework, **args)  # a flag without a field is a TypeError here

@@ -44,9 +44,7 @@ class OutDirError(Exception):
 
 def resume_config(config: TrainConfig) -> dict:
     d = config.to_dict()
-    values = {k: d.get(k) for k in RESUME_KEYS + SCHEDULE_KEYS if k != "init"}
-    values["init"] = config.extra.get("init", "torch")
-    return values
+    return {k: d[k] for k in RESUME_KEYS + SCHEDULE_KEYS}
 
 
 @dataclass

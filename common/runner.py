@@ -2,31 +2,24 @@
 
 from __future__ import annotations
 
-import argparse
-import gc
 import json
 import platform
-import shlex
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import NoReturn
 
 import numpy as np
 
-from common.checkpoint import CheckpointError, save_weights
-from common.config import TrainConfig, parse_config
+from common.checkpoint import save_weights
+from common.config import TrainConfig
 from common.console import epoch_line, progress, say
-from common.phases import CLOCK, process_age
+from common.phases import CLOCK
 from common.plots import plot_curves, plot_predictions
 from common.provenance import provenance
-from common.resume import (CHECKPOINT, OutDirError, TrainingCheckpoint, drop_set_aside, load_training_checkpoint,
-                           make_out_dir, peek, prepare_out_dir, restore_set_aside, save_training_checkpoint)
-from common.run_lock import RunLocked, lock_out_dir
+from common.resume import CHECKPOINT, TrainingCheckpoint, drop_set_aside, load_training_checkpoint, save_training_checkpoint
 from common.run_files import RunWriter
-from data import DataError, FashionMNIST, load_fashion_mnist
+from data import FashionMNIST
 
 NONFINITE_CHECK_EVERY = 100  # steps between host checks for a non-finite loss (one sync each)
 
@@ -61,7 +54,7 @@ class Run:
     def __init__(self, config: TrainConfig, framework: str, versions: dict[str, str], device: str,
                  environment: dict | None = None, announce: bool = True):
         # Data-parallel runs: only the first process (rank 0) prints and writes files.
-        self.main = config.extra.get("rank", 0) == 0
+        self.main = config.rank == 0
         self.announce = announce  # False for a seed of a sweep (common.sweep), whose console is the sweep's
         self.config = config if self.main else replace(config, quiet=True)
         self.framework = framework
@@ -82,7 +75,7 @@ class Run:
     def _config_record(self, versions: dict, device: str, environment: dict) -> dict:
         """config.json: every setting, versions, device, environment and provenance, written at the
         run's start; a resume keeps what the run recorded and appends a segment for itself."""
-        origin = provenance(self.config.extra.get("argv"))
+        origin = provenance(self.config.argv)
         segment = {"from_epoch": 0, "epochs": self.config.epochs, "lr": self.config.lr, "command": origin["command"],
                    "git": origin["git"], "started": origin["started"], "versions": versions, "device": device}
         path = Path(self.config.out_dir) / "config.json"
@@ -135,7 +128,7 @@ class Run:
         """first_bad_step: 0-based index within the epoch of the first non-finite loss, or -1."""
         if first_bad_step < 0:
             return
-        who = f"seed {self.config.seed}: " if "sweep" in self.config.extra else ""
+        who = f"seed {self.config.seed}: " if self.config.in_sweep else ""
         kept = (f"the last good checkpoint, {self.checkpoint_path} (epoch {self.checkpoint_epoch}), is kept"
                 if self.checkpoint_epoch else "no epoch had finished, so no checkpoint was written")
         how = (f"resume from it with a lower --lr (add --resume --lr {self.config.lr / 10:g} to the command)"
@@ -212,100 +205,6 @@ class Run:
             print(f"final test accuracy: {100 * last['test_accuracy']:.2f}% ({last['test_correct']}/"
                   f"{len(test_labels)}); files in {out}/", flush=True)
         return summary
-
-
-def load_data(config: TrainConfig) -> FashionMNIST:
-    with CLOCK("data"):
-        return load_fashion_mnist(config.data_dir).subset(config.train_size, config.test_size)
-
-
-def resume_command(prog: str, argv: list[str]) -> str:
-    """The command that continues an interrupted run: the same flags, plus --resume, quoted for a shell."""
-    args = [a for a in argv if a not in ("--overwrite", "--resume")]
-    return " ".join([prog, shlex.join([*args, "--resume"])])
-
-
-def interrupted_message(prog: str, config: TrainConfig, argv: list[str]) -> str:
-    ckpt = Path(config.out_dir) / CHECKPOINT
-    meta = peek(ckpt)
-    if meta is None:
-        return (f"interrupted before the first epoch finished: no checkpoint in {config.out_dir}; start again with: "
-                f"{prog} {shlex.join(argv)}")
-    return (f"interrupted; the last checkpoint is {ckpt} (epoch {meta['epoch']} of {config.epochs} done); "
-            f"resume with: {resume_command(prog, argv)}")
-
-
-def cli(parser: argparse.ArgumentParser, framework: str, argv: list[str] | None,
-        resolve_device: Callable[[TrainConfig], object],
-        train: Callable[[TrainConfig, FashionMNIST, object], dict],
-        evaluate_checkpoint: Callable[[TrainConfig, FashionMNIST, object], dict],
-        train_seeds: Callable[[TrainConfig, FashionMNIST, object], dict]) -> int:
-    """Parse, pick the device, load the data, then train (one seed or a --seeds sweep) or evaluate;
-    user errors never show a traceback."""
-    from common import sweep  # here: common.sweep builds on this module's Run
-
-    CLOCK.reset()
-    CLOCK.add("import", process_age())  # interpreter start-up and imports: all that ran before this
-    argv = list(sys.argv[1:] if argv is None else argv)
-    config = parse_config(parser, framework, argv)
-    try:
-        with CLOCK("init"):
-            device = resolve_device(config)  # may join a distributed run and set config.extra["rank"]
-    except ValueError as e:
-        parser.error(str(e))
-    config.extra["argv"] = [*parser.prog.split()[1:], *argv]  # provenance: -m MODULE and the flags as typed
-    out = Path(config.out_dir)
-    seeds = config.extra.get("seeds")
-    folders = [sweep.seed_dir(out, s) for s in seeds] if seeds else [out]  # where a run's files go
-    writes = not config.eval_only and config.extra.get("rank", 0) == 0
-    owned = False  # this process holds the folder's lock: only then may it put a set-aside run back
-    try:
-        dataset = load_data(config)  # validated before anything in --out-dir is touched
-        if writes:
-            make_out_dir(out)
-            lock_out_dir(out)  # one live run per folder; released by the OS however this process ends
-            owned = True
-            if seeds:
-                sweep.prepare_sweep_dirs(config)
-            else:
-                prepare_out_dir(config, overwrite=config.overwrite, resume=config.resume)
-        if config.eval_only:
-            evaluate_checkpoint(config, dataset, device)
-        elif seeds:
-            train_seeds(config, dataset, device)
-        else:
-            train(config, dataset, device)
-    except (CheckpointError, OutDirError, DataError, NonFiniteLoss, RunLocked) as e:
-        parser.exit(1, f"{parser.prog}: error: {e}{put_back(folders, owned)}\n")
-    except OSError as e:  # a full disk, a vanished folder, a permission: one line, what and why
-        note = put_back(folders, owned)
-        metas = [(f / CHECKPOINT, peek(f / CHECKPOINT)) for f in folders] if owned else []
-        kept = "".join(f"; the last complete checkpoint, {path} (epoch {meta['epoch']}), is intact"
-                       for path, meta in metas if meta)
-        parser.exit(1, f"{parser.prog}: error: cannot write {e.filename or out}: {e.strerror or e}{kept}{note}\n")
-    except KeyboardInterrupt:
-        said = (sweep.interrupted_sweep_message(parser.prog, config, resume_command(parser.prog, argv)) if seeds
-                else interrupted_message(parser.prog, config, argv))
-        parser.exit(130, f"\n{parser.prog}: {said}{put_back(folders, owned)}\n")
-    return 0
-
-
-def exit_process(code: int) -> NoReturn:
-    """End a command-line run. Its files are written and closed, so the interpreter's last garbage
-    collection, which tears down everything the run built, is skipped (gc.freeze): on a 2-core CPU
-    it took 0.29 s of a flax_impl run's exit and 0.77 s of torch_impl's (now 0.04 and 0.16 s)."""
-    gc.freeze()
-    sys.exit(code)
-
-
-def put_back(folders: list[Path], owned: bool) -> str:
-    """A run that ends before its first checkpoint puts back what its --overwrite set aside (only the
-    process holding the folders' locks may); the words that say so, or nothing."""
-    back = [f for f in folders if owned and restore_set_aside(f)]
-    if not back:
-        return ""
-    return ("; the run that --overwrite was replacing is back in place" if len(back) == 1 and len(folders) == 1
-            else f"; the runs that --overwrite was replacing are back in place in {len(back)} seed folders")
 
 
 def report_eval(framework: str, checkpoint: str, loss: float, correct: int, total: int) -> dict:

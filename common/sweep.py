@@ -38,15 +38,14 @@ def seed_config(config: TrainConfig, seed: int) -> TrainConfig:
     seed's first epoch was saved) starts from its initialisation.
     """
     out = seed_dir(config.out_dir, seed)
-    extra = {k: v for k, v in config.extra.items() if k != "seeds"}
-    extra["sweep"] = {"seeds": config.extra["seeds"], "out_dir": config.out_dir}
-    return replace(config, seed=seed, out_dir=str(out), quiet=True, extra=extra,
+    return replace(config, seed=seed, out_dir=str(out), quiet=True, seeds=None,
+                   in_sweep={"seeds": config.seeds, "out_dir": config.out_dir},
                    resume=config.resume and (out / CHECKPOINT).is_file())
 
 
 def prepare_sweep_dirs(config: TrainConfig) -> None:
     """Every seed folder made, locked and checked as a single run's --out-dir would be."""
-    seeds = config.extra["seeds"]
+    seeds = config.seeds
     if config.resume and not any((seed_dir(config.out_dir, s) / CHECKPOINT).is_file() for s in seeds):
         raise OutDirError(f"nothing to resume: no {CHECKPOINT} in {config.out_dir}/seed-*/ for seeds "
                           f"{format_seeds(seeds)}; drop --resume to start the sweep")
@@ -105,7 +104,7 @@ class Sweep:
     def __init__(self, config: TrainConfig, framework: str, versions: dict[str, str], device: str,
                  environment: dict | None = None):
         self.config = config
-        self.seeds: list[int] = config.extra["seeds"]
+        self.seeds: list[int] = config.seeds
         self.framework = framework
         self.out = Path(config.out_dir)
         self.runs = [Run(seed_config(config, s), framework, versions, device, environment, announce=False)
@@ -220,7 +219,7 @@ def train_sweep(config: TrainConfig, dataset: FashionMNIST, sweep: Sweep, engine
 
 def interrupted_sweep_message(prog: str, config: TrainConfig, resume_command: str) -> str:
     """What a Ctrl-C of a sweep says: how far each seed got, and the command that continues it."""
-    seeds = config.extra["seeds"]
+    seeds = config.seeds
     metas = {s: peek(seed_dir(config.out_dir, s) / CHECKPOINT) for s in seeds}
     if all(m is None for m in metas.values()):
         return f"interrupted before the first epoch finished: no checkpoint in {config.out_dir}/seed-*/; start again"

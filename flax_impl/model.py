@@ -72,4 +72,4 @@ class Convnet(nn.Module):
 
 
 def count_parameters(params) -> int:
-    return sum(int(p.size) for p in jax.tree_util.tree_leaves(params))
+    return sum(int(p.size) for p in jax.tree.leaves(params))

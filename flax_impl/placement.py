@@ -11,16 +11,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-# XLA:CPU runs every host device's program on one thread pool sized by the core count; on a
-# 2-core machine with forced host devices, one device can wait at an all-reduce while the other
-# cannot get a thread (a deadlock seen here with 2 devices). A larger pool avoids it.
-if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
-    os.environ.setdefault("PJRT_NPROC", str(max(8, 2 * (os.cpu_count() or 1))))
-
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
-from jax.sharding import Mesh, NamedSharding  # noqa: E402
-from jax.sharding import PartitionSpec as P  # noqa: E402
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 DEVICES_HELP = "auto (JAX's default backend), cpu, gpu or tpu, optionally with an index (gpu:1)"
 
@@ -63,7 +57,7 @@ class Placement:
 
     def replicate(self, tree):
         """Every array leaf of a pytree (host or device) on all devices."""
-        return jax.tree_util.tree_map(lambda a: self.put(np.asarray(jax.device_get(a)), self.replicated), tree)
+        return jax.tree.map(lambda a: self.put(np.asarray(jax.device_get(a)), self.replicated), tree)
 
     def put_batch(self, idx: np.ndarray) -> jax.Array:
         return self.put(idx, self.batch)
@@ -83,9 +77,22 @@ def as_placement(where: jax.Device | Placement) -> Placement:
     return where if isinstance(where, Placement) else Placement(Mesh(np.array([where]), ("data",)))
 
 
+def enough_host_threads() -> None:
+    """With forced host devices (XLA_FLAGS=--xla_force_host_platform_device_count=N), a thread pool
+    big enough for all of them; call before JAX's CPU backend starts (make_placement does).
+
+    XLA:CPU runs every host device's program on one thread pool sized by the core count; on a
+    2-core machine, one device can wait at an all-reduce while the other cannot get a thread (a
+    deadlock seen here with 2 devices).
+    """
+    if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+        os.environ.setdefault("PJRT_NPROC", str(max(8, 2 * (os.cpu_count() or 1))))
+
+
 def make_placement(device: str = "auto", num_devices: int = 0) -> Placement:
     """auto: JAX's default platform; `platform:N` pins one device; otherwise the first `num_devices`
     devices of the platform (0: all of them, across hosts when initialised for several)."""
+    enough_host_threads()
     if device == "auto":
         platform, index = jax.default_backend(), ""
     else:

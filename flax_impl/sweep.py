@@ -1,6 +1,6 @@
 """--seeds on the JAX twin: many seeds in one process, each exactly the model `--seed S` trains.
 
-The whole train state is a pytree, so `jax.vmap` turns flax_impl.train's step into one that
+The whole train state is a pytree, so `jax.vmap` turns flax_impl.steps' train step into one that
 trains N independent models at once (stacked states, each seed on its own batches). Whether that
 beats one seed after another depends on the backend, so both are here and `--sweep auto` picks:
 - CPU: one after another. Measured on a 2-core CPU (cpu-tuned model, 4 seeds, 16-step scans):
@@ -27,7 +27,8 @@ from common.sweep import Sweep, seed_config, train_sweep
 from data import FashionMNIST, num_batches
 from data.batching import epoch_order
 from flax_impl import compile_cache
-from flax_impl import train as single
+from flax_impl import steps
+from flax_impl import training
 from flax_impl.model import count_parameters
 from flax_impl.placement import Placement, as_placement
 
@@ -37,7 +38,7 @@ DEFAULT_MODE = {"cpu": "sequential"}  # every other backend: vmap (see the modul
 
 def sweep_mode(config: TrainConfig, platform: str) -> tuple[str, str]:
     """The way the seeds train (--sweep, else the backend's measured default) and why."""
-    asked = config.extra.get("sweep", "auto")
+    asked = config.sweep
     if asked != "auto":
         return asked, "--sweep"
     mode = DEFAULT_MODE.get(platform, "vmap")
@@ -58,8 +59,8 @@ def stack(states: list[TrainState]) -> TrainState:
 
 def seed_states(config: TrainConfig, placement: Placement) -> list[TrainState]:
     """Each seed's initial state exactly as a `--seed S` run creates it."""
-    return same_structure([single.create_train_state(seed_config(config, s), placement)
-                           for s in config.extra["seeds"]])
+    return same_structure([training.create_train_state(seed_config(config, s), placement)
+                           for s in config.seeds])
 
 
 class _Engine:
@@ -67,15 +68,15 @@ class _Engine:
 
     def __init__(self, config: TrainConfig, placement: Placement, k: int):
         self.config, self.placement, self.k = config, placement, k
-        self.seeds = config.extra["seeds"]
+        self.seeds = config.seeds
 
     def load(self, dataset: FashionMNIST) -> None:
-        self.train_x, self.train_y, self.test_x, self.test_y = single.dataset_on_device(dataset, self.placement)
+        self.train_x, self.train_y, self.test_x, self.test_y = training.dataset_on_device(dataset, self.placement)
         self.num_test = len(dataset.test_labels)
 
 
 class SequentialEngine(_Engine):
-    """The seeds one after another, each through flax_impl.train's own epoch and compiled step."""
+    """The seeds one after another, each through flax_impl.training's own epoch and compiled step."""
 
     mode = "sequential"
 
@@ -85,40 +86,40 @@ class SequentialEngine(_Engine):
 
     def compile(self) -> None:
         n = int(self.train_y.shape[0])
-        self.compiled = single.compile_all(self.states[0], self.train_x, self.train_y, self.test_x, self.test_y, n,
+        self.compiled = training.compile_all(self.states[0], self.train_x, self.train_y, self.test_x, self.test_y, n,
                                            self.config.batch_size, self.k, self.placement)
 
     def restore(self, i: int, ckpt) -> None:
-        self.states[i] = single.restore(self.states[i], ckpt, self.placement)
+        self.states[i] = training.restore(self.states[i], ckpt, self.placement)
 
     def train_epoch(self, epoch: int, active: list[int], bar, runs: list[Run]) -> dict[int, tuple[float, int]]:
         out = {}
         for i in active:
-            self.states[i], loss, correct = single.train_epoch(
+            self.states[i], loss, correct = training.train_epoch(
                 self.compiled, self.states[i], self.train_x, self.train_y, runs[i].config, epoch, self.k,
                 self.placement, runs[i], bar)
             out[i] = (loss, correct)
         return out
 
     def evaluate(self) -> list[tuple[float, int, np.ndarray]]:
-        return [single.evaluate(self.compiled["eval"], s, self.test_x, self.test_y, self.num_test) for s in self.states]
+        return [training.evaluate(self.compiled["eval"], s, self.test_x, self.test_y, self.num_test) for s in self.states]
 
     def checkpoint(self, i: int) -> tuple[int, dict, dict, dict]:
-        return single.checkpoint_arrays(self.states[i])
+        return training.checkpoint_arrays(self.states[i])
 
     def weights(self, i: int) -> dict:
-        return single.weights_numpy(self.states[i])
+        return training.weights_numpy(self.states[i])
 
 
-# flax_impl.train's step and evaluation, mapped over a leading seed axis of the state, the epoch
+# flax_impl.steps' fused train steps and evaluation, mapped over a leading seed axis of the state, the epoch
 # totals and the batch indices; the data set is shared (in_axes None), held once on the device.
-train_steps_vmapped = jax.jit(jax.vmap(single.train_steps, in_axes=(0, 0, None, None, 0)), donate_argnums=(0, 1))
-evaluate_vmapped = jax.jit(jax.vmap(single.evaluate_all, in_axes=(0, None, None)))
+train_steps_vmapped = jax.jit(jax.vmap(steps.train_steps, in_axes=(0, 0, None, None, 0)), donate_argnums=(0, 1))
+evaluate_vmapped = jax.jit(jax.vmap(steps.evaluate_all, in_axes=(0, None, None)))
 
 
 def zero_totals(count: int, placement: Placement) -> dict:
-    """flax_impl.train's per-epoch totals for `count` seeds (a leading axis)."""
-    return jax.tree.map(lambda a: jnp.broadcast_to(a, (count, *a.shape)), single.zero_totals(placement))
+    """flax_impl.training's per-epoch totals for `count` seeds (a leading axis)."""
+    return jax.tree.map(lambda a: jnp.broadcast_to(a, (count, *a.shape)), training.zero_totals(placement))
 
 
 @jax.jit
@@ -143,25 +144,25 @@ class VmappedEngine(_Engine):
         p, n, k = self.placement, int(self.train_y.shape[0]), self.k
         totals = self.zero_totals()
         self.compiled = {}
-        for shape in single.epoch_plan(n, self.config.batch_size, k):
+        for shape in training.epoch_plan(n, self.config.batch_size, k):
             idx = jax.ShapeDtypeStruct((len(self.seeds), *shape), jnp.int32, sharding=p.replicated)
-            self.compiled[shape] = single.compile_program(
+            self.compiled[shape] = training.compile_program(
                 train_steps_vmapped, (self.state, totals, self.train_x, self.train_y, idx), p.platform)
-        self.compiled["eval"] = single.compile_program(evaluate_vmapped, (self.state, self.test_x, self.test_y),
+        self.compiled["eval"] = training.compile_program(evaluate_vmapped, (self.state, self.test_x, self.test_y),
                                                        p.platform)
 
     def zero_totals(self) -> dict:
         return zero_totals(len(self.seeds), self.placement)
 
     def restore(self, i: int, ckpt) -> None:
-        one = single.restore(jax.tree.map(lambda a: a[i], self.state), ckpt, self.placement)
+        one = training.restore(jax.tree.map(lambda a: a[i], self.state), ckpt, self.placement)
         self.state = jax.tree.map(lambda a, b: a.at[i].set(b), self.state, one)
         self._host = None
 
     def train_epoch(self, epoch: int, active: list[int], bar, runs: list[Run]) -> dict[int, tuple[float, int]]:
         n = int(self.train_y.shape[0])
         steps = num_batches(n, self.config.batch_size)
-        check_every = single.nonfinite_check_every(self.k, self.placement.platform)
+        check_every = training.nonfinite_check_every(self.k, self.placement.platform)
         held = None if len(active) == len(self.seeds) else jax.tree.map(jnp.copy, self.state)
         first_step = np.asarray(self.state.step)
         orders = [epoch_order(n, s, epoch).astype(np.int32) for s in self.seeds]
@@ -172,7 +173,7 @@ class VmappedEngine(_Engine):
             for i in active:
                 runs[i].check_finite(-1 if first_bad[i] < 0 else int(first_bad[i] - first_step[i]), epoch, steps)
 
-        chunks = zip(*(single.epoch_dispatches(o, self.config.batch_size, self.k) for o in orders))
+        chunks = zip(*(training.epoch_dispatches(o, self.config.batch_size, self.k) for o in orders))
         for j, per_seed in enumerate(chunks, start=1):
             idx = np.stack(per_seed)  # (seeds, steps, batch)
             self.state, totals = self.compiled[idx.shape[1:]](self.state, totals, self.train_x, self.train_y,
@@ -199,23 +200,23 @@ class VmappedEngine(_Engine):
         return jax.tree.map(lambda a: a[i], self._host)
 
     def checkpoint(self, i: int) -> tuple[int, dict, dict, dict]:
-        return single.checkpoint_arrays(self.seed_state(i))
+        return training.checkpoint_arrays(self.seed_state(i))
 
     def weights(self, i: int) -> dict:
-        return single.weights_numpy(self.seed_state(i))
+        return training.weights_numpy(self.seed_state(i))
 
 
 def train_seeds(config: TrainConfig, dataset: FashionMNIST, where: jax.Device | Placement) -> dict:
     """--seeds: train every seed for config.epochs, vmapped or one after another (--sweep)."""
     placement = as_placement(where)
     mode, why = sweep_mode(config, placement.platform)
-    k = single.steps_per_dispatch(config, placement.platform)
+    k = training.steps_per_dispatch(config, placement.platform)
     with CLOCK("init"):
         engine = (VmappedEngine if mode == "vmap" else SequentialEngine)(config, placement, k)
     with CLOCK("write"):
-        sweep = Sweep(config, "flax", single.versions(), placement.describe(), single.environment(placement))
+        sweep = Sweep(config, "flax", training.versions(), placement.describe(), training.environment(placement))
     params = (engine.first if mode == "vmap" else engine.states[0]).params
-    sweep.describe(single.model_summary(config, params, placement.platform), count_parameters(params), dataset,
+    sweep.describe(training.model_summary(config, params, placement.platform), count_parameters(params), dataset,
                    mode, why)
     with CLOCK("data"):
         engine.load(dataset)

@@ -44,7 +44,7 @@ def one_epoch_sweeps(real_data, tmp_path_factory):
     for name, module, device in (("torch", torch_sweep, torch.device("cpu")),
                                  ("flax", flax_sweep, jax.devices("cpu")[0])):
         out = tmp_path_factory.mktemp(f"{name}-sweep")
-        config = TrainConfig(name, epochs=1, out_dir=str(out), quiet=True, extra={"seeds": ACCURACY_SEEDS})
+        config = TrainConfig(name, epochs=1, out_dir=str(out), quiet=True, seeds=ACCURACY_SEEDS)
         module.train_seeds(config, real_data, device)
         sweeps[name] = out
     return sweeps

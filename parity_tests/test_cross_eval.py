@@ -14,6 +14,7 @@ from flax_impl import train as flax_train
 from flax_impl.convert import torch_to_flax
 from flax_impl.model import Convnet as FlaxConvnet
 from torch_impl import train as torch_train
+from torch_impl import training as torch_training
 from torch_impl.model import Convnet as TorchConvnet
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
@@ -33,7 +34,7 @@ def evaluate_in(framework: str, checkpoint, real_data) -> dict:
 def logits_both(checkpoint, images):
     weights = load_weights(checkpoint, 3)
     model = TorchConvnet(3)
-    torch_train.load_state_dict_numpy(model, weights)
+    torch_training.load_state_dict_numpy(model, weights)
     x = to_float(images)
     with torch.no_grad():
         t = model(torch.from_numpy(x)[:, None]).numpy()

@@ -10,12 +10,15 @@ import torch
 from common.config import TrainConfig
 from data import train_batches
 from flax_impl import train as flax_train
+from flax_impl import training as flax_training
 from tests.helpers import decode_indices, synthetic_dataset
+from torch_impl import steps as torch_steps
+from torch_impl import training as torch_training
 from torch_impl import train as torch_train
 
 N, BATCH, EPOCHS = 300, 64, 2  # 300 = 4 x 64 + 44: the short last batch is in play
-REAL_TRAIN_STEP = torch_train.train_step
-REAL_COMPILE_ALL = flax_train.compile_all
+REAL_TRAIN_STEP = torch_steps.train_step
+REAL_COMPILE_ALL = flax_training.compile_all
 
 
 def torch_batches(monkeypatch, tmp_path, seed):
@@ -24,7 +27,7 @@ def torch_batches(monkeypatch, tmp_path, seed):
         seen.append(decode_indices(images.cpu().numpy()))
         return REAL_TRAIN_STEP(model, optimizer, images, labels, **kwargs)
 
-    monkeypatch.setattr(torch_train, "train_step", spy)
+    monkeypatch.setattr(torch_training, "train_step", spy)  # where train_epoch finds it
     config = TrainConfig("torch", epochs=EPOCHS, batch_size=BATCH, seed=seed, out_dir=str(tmp_path), quiet=True)
     torch_train.train_and_evaluate(config, synthetic_dataset(N, 20), torch.device("cpu"))
     return seen
@@ -47,7 +50,7 @@ def flax_batches(monkeypatch, tmp_path, seed, k):
 
     monkeypatch.setattr(flax_train, "compile_all", spy_compile_all)
     config = TrainConfig("flax", epochs=EPOCHS, batch_size=BATCH, seed=seed, out_dir=str(tmp_path), quiet=True,
-                         extra={"steps_per_dispatch": k})
+                         steps_per_dispatch=k)
     flax_train.train_and_evaluate(config, synthetic_dataset(N, 20), jax.devices("cpu")[0])
     return seen
 

@@ -11,11 +11,12 @@ import torch
 
 from common.config import TrainConfig
 from data import to_float, train_batches
-from flax_impl import train as flax_train
+from flax_impl import training as flax_training
 from flax_impl.convert import flax_to_torch
 from flax_impl.placement import as_placement
 from parity_tests.helpers import JAX_DEVICE, FLAX_VARIANTS, flax_state, torch_model_and_flax_params
-from torch_impl import train as torch_train
+from torch_impl import steps as torch_steps
+from torch_impl import training as torch_training
 
 pytestmark = pytest.mark.realdata
 
@@ -47,25 +48,25 @@ def torch_float64(recipe):
     images, labels, batches = recipe
     model, flax_vars = torch_model_and_flax_params(3, seed=3)
     model = model.double()
-    optimizer = torch_train.make_optimizer(model, TrainConfig("torch"))
+    optimizer = torch_steps.make_optimizer(model, TrainConfig.lr)
     x, y = torch.from_numpy(images.astype(np.float64))[:, None], torch.from_numpy(labels)
-    losses = [torch_train.train_step(model, optimizer, x[idx], y[idx])[0].item() / len(idx) for idx in batches]
-    return np.array(losses), torch_train.state_dict_numpy(model), flax_vars
+    losses = [torch_steps.train_step(model, optimizer, x[idx], y[idx])[0].item() / len(idx) for idx in batches]
+    return np.array(losses), torch_training.state_dict_numpy(model), flax_vars
 
 
 def flax_float64(variant, recipe, flax_vars):
     images, labels, batches = recipe
     with jax.enable_x64(True):
-        params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), flax_vars["params"])
+        params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), flax_vars["params"])
         state = flax_state(variant)
         state = state.replace(params=params, opt_state=state.tx.init(params))
         x = jnp.asarray(images[..., None], jnp.float64)
         y = jnp.asarray(labels.astype(np.int32))
         placement = as_placement(JAX_DEVICE)
-        step = flax_train.compile_train_steps(state, x, y, (1, BATCH), placement)  # the trainer's compiled step
+        step = flax_training.compile_train_steps(state, x, y, (1, BATCH), placement)  # the trainer's compiled step
         losses = []
         for idx in batches:
-            state, totals = step(state, flax_train.zero_totals(placement), x, y, jnp.asarray(idx[None]))
+            state, totals = step(state, flax_training.zero_totals(placement), x, y, jnp.asarray(idx[None]))
             assert totals["loss_sum"].dtype == jnp.float64
             losses.append(float(totals["loss_sum"]) / len(idx))
         weights = flax_to_torch(jax.device_get({"params": state.params}))

@@ -9,10 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from flax_impl import train as flax_train
+from flax_impl import steps as flax_steps
+
+from flax_impl import training as flax_training
 from flax_impl.placement import as_placement
 from parity_tests.helpers import JAX_DEVICE, TORCH_DEVICE, FLAX_VARIANTS, flax_state, torch_model_and_flax_params
-from torch_impl import train as torch_train
+from torch_impl import steps as torch_steps
+from torch_impl import training as torch_training
 
 LOSS_RTOL = 1e-6  # float32 log-softmax in two libraries: a few roundings
 
@@ -36,13 +39,13 @@ def extreme_logits() -> dict[str, tuple[np.ndarray, np.ndarray]]:
 def losses_and_logit_grads(logits: np.ndarray, labels: np.ndarray):
     """Each trainer's per-sample loss, and the gradient of its batch mean w.r.t. the logits."""
     t_logits = torch.tensor(logits, requires_grad=True)
-    t_loss = torch_train.cross_entropy(t_logits, torch.from_numpy(labels))
+    t_loss = torch_steps.cross_entropy(t_logits, torch.from_numpy(labels))
     t_loss.mean().backward()
 
     def mean_loss(x):
-        return flax_train.cross_entropy(x, jnp.asarray(labels)).mean()
+        return flax_steps.cross_entropy(x, jnp.asarray(labels)).mean()
 
-    f_loss = flax_train.cross_entropy(jnp.asarray(logits), jnp.asarray(labels))
+    f_loss = flax_steps.cross_entropy(jnp.asarray(logits), jnp.asarray(labels))
     f_grad = jax.grad(mean_loss)(jnp.asarray(logits))
     return (t_loss.detach().numpy(), t_logits.grad.numpy()), (np.asarray(f_loss), np.asarray(f_grad))
 
@@ -78,16 +81,16 @@ def test_loss_and_its_gradient_on_real_logits(real_batch):
 def test_evaluation_reports_the_same_loss_accuracy_and_predictions(real_data, variant):
     """300 test images: the last of flax's evaluation batches is padded (300 = 2 x 128 + 44)."""
     n = 300
-    assert n % flax_train.EVAL_BATCH_SIZE and n % torch_train.EVAL_BATCH_SIZE
+    assert n % flax_steps.EVAL_BATCH_SIZE and n % torch_steps.EVAL_BATCH_SIZE
     images, labels = real_data.test_images[:n], real_data.test_labels[:n]
     model, flax_vars = torch_model_and_flax_params(seed=8)
-    x, y = torch_train.to_device(images, labels, TORCH_DEVICE)
-    loss_t, correct_t, pred_t = torch_train.evaluate(model, x, y)
+    x, y = torch_training.to_device(images, labels, TORCH_DEVICE)
+    loss_t, correct_t, pred_t = torch_steps.evaluate(model, x, y)
 
     state = flax_state(variant).replace(params=jax.device_put(flax_vars["params"]))
-    test_x, test_y = flax_train.device_arrays(images, labels, JAX_DEVICE, pad_to=flax_train.EVAL_BATCH_SIZE)
-    eval_fn = flax_train.compile_eval(state, test_x, test_y, as_placement(JAX_DEVICE))
-    loss_f, correct_f, pred_f = flax_train.evaluate(eval_fn, state, test_x, test_y, n)
+    test_x, test_y = flax_training.device_arrays(images, labels, JAX_DEVICE, pad_to=flax_steps.EVAL_BATCH_SIZE)
+    eval_fn = flax_training.compile_eval(state, test_x, test_y, as_placement(JAX_DEVICE))
+    loss_f, correct_f, pred_f = flax_training.evaluate(eval_fn, state, test_x, test_y, n)
 
     assert 0 < correct_t < n  # neither trivially right nor wrong: the untrained model guesses
     assert correct_f == correct_t

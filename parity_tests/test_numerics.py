@@ -12,12 +12,12 @@ import torch.nn.functional as F
 
 from common.arch import VALID_KERNEL_SIZES
 from data import to_float
-from flax_impl import train as flax_train
+from flax_impl import steps as flax_steps
 from flax_impl.convert import flax_to_torch
 from flax_impl.cpu_tuned import conv2d
 from flax_impl.variants import build_model, layer_outputs
 from parity_tests.helpers import FLAX_VARIANTS, TORCH_DEVICE, torch_model_and_flax_params
-from torch_impl import train as torch_train
+from torch_impl import steps as torch_steps
 
 pytestmark = pytest.mark.realdata
 
@@ -60,7 +60,7 @@ def test_same_loss_and_gradients_on_a_real_batch(real_batch, k, variant):
     images, labels = real_batch
     torch_model, flax_vars = torch_model_and_flax_params(k, seed=2)
     logits_t = torch_model(torch.from_numpy(images)[:, None].to(TORCH_DEVICE))
-    loss_t = torch_train.cross_entropy(logits_t, torch.from_numpy(labels).to(TORCH_DEVICE)).mean()
+    loss_t = torch_steps.cross_entropy(logits_t, torch.from_numpy(labels).to(TORCH_DEVICE)).mean()
     loss_t.backward()
     grads_t = {n: p.grad.cpu().numpy() for n, p in torch_model.named_parameters()}
 
@@ -68,7 +68,7 @@ def test_same_loss_and_gradients_on_a_real_batch(real_batch, k, variant):
 
     def loss_fn(params):
         logits = model.apply({"params": params}, jnp.asarray(images[..., None]))
-        return flax_train.cross_entropy(logits, jnp.asarray(labels)).mean()
+        return flax_steps.cross_entropy(logits, jnp.asarray(labels)).mean()
 
     loss_f, grads = jax.value_and_grad(loss_fn)(flax_vars["params"])
     assert abs(float(loss_f) - loss_t.item()) <= 1e-6 * abs(loss_t.item())

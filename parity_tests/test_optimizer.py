@@ -10,10 +10,12 @@ import pytest
 import torch
 
 from common.config import TrainConfig
-from flax_impl import train as flax_train
-from flax_impl.convert import torch_to_flax
+from flax_impl import steps as flax_steps
+from flax_impl import training as flax_training
+from flax_impl.convert import flax_to_torch, torch_to_flax
 from parity_tests.helpers import flax_state, torch_model_and_flax_params
-from torch_impl import train as torch_train
+from torch_impl import steps as torch_steps
+from torch_impl import training as torch_training
 
 LR = 1e-3
 # torch.optim.Adam's defaults, as the names of its param_group.
@@ -60,7 +62,7 @@ def flax_probe(tx):
 
 def test_hyperparameters_in_effect_are_torchs_defaults_on_both_sides():
     model, _ = torch_model_and_flax_params()
-    optimizer = torch_train.make_optimizer(model, TrainConfig("torch", lr=LR))
+    optimizer = torch_steps.make_optimizer(model, LR)
     assert type(optimizer) is torch.optim.Adam
     (group,) = optimizer.param_groups
     assert {k: group[k] for k in TORCH_EXPECTED if k in group} == TORCH_EXPECTED
@@ -68,7 +70,7 @@ def test_hyperparameters_in_effect_are_torchs_defaults_on_both_sides():
     config = TrainConfig("torch", lr=LR)
     t = hyperparameters_in_effect(*torch_probe(
         lambda params: type(optimizer)(params, **{k: group[k] for k in TORCH_EXPECTED})))
-    f = hyperparameters_in_effect(*flax_probe(flax_train.make_optimizer(config)))
+    f = hyperparameters_in_effect(*flax_probe(flax_steps.make_optimizer(config.lr)))
     want = {"lr": LR, "b1": 0.9, "b2": 0.999, "eps": 1e-8, "weight_decay": 0.0}
     for name, value in want.items():
         for side, got in (("torch", t), ("flax", f)):
@@ -83,7 +85,7 @@ def gradient_sequence(model, real_data) -> list[dict[str, np.ndarray]]:
     real = []
     for s in range(0, 192, 64):
         model.zero_grad()
-        torch_train.cross_entropy(model(images[s : s + 64]), labels[s : s + 64]).mean().backward()
+        torch_steps.cross_entropy(model(images[s : s + 64]), labels[s : s + 64]).mean().backward()
         real.append({n: p.grad.numpy().copy() for n, p in model.named_parameters()})
     zeros = {n: np.zeros_like(g) for n, g in real[0].items()}
     rng = np.random.default_rng(0)
@@ -101,20 +103,20 @@ def gradient_sequence(model, real_data) -> list[dict[str, np.ndarray]]:
 def test_same_updates_and_moments_step_after_step(real_data):
     model, flax_vars = torch_model_and_flax_params(seed=4)
     grads = gradient_sequence(model, real_data)
-    optimizer = torch_train.make_optimizer(model, TrainConfig("torch", lr=LR))
+    optimizer = torch_steps.make_optimizer(model, LR)
     state = flax_state("idiomatic", lr=LR).replace(params=jax.device_put(flax_vars["params"]))
     apply = jax.jit(lambda state, grads: state.apply_gradients(grads=grads))
     for step, g in enumerate(grads, start=1):
-        before_t = {k: v.copy() for k, v in torch_train.state_dict_numpy(model).items()}  # numpy() shares memory
-        before_f = flax_train.flax_to_torch(jax.device_get({"params": state.params}))
+        before_t = {k: v.copy() for k, v in torch_training.state_dict_numpy(model).items()}  # numpy() shares memory
+        before_f = flax_to_torch(jax.device_get({"params": state.params}))
         for name, p in model.named_parameters():
             p.grad = torch.from_numpy(g[name].copy())
         optimizer.step()
         state = apply(state, torch_to_flax(g)["params"])
-        after_t = torch_train.state_dict_numpy(model)
-        after_f = flax_train.flax_to_torch(jax.device_get({"params": state.params}))
-        count_t, mu_t, nu_t = torch_train.adam_state_numpy(model, optimizer)
-        count_f, mu_f, nu_f = flax_train.adam_state_numpy(state)
+        after_t = torch_training.state_dict_numpy(model)
+        after_f = flax_to_torch(jax.device_get({"params": state.params}))
+        count_t, mu_t, nu_t = torch_training.adam_state_numpy(model, optimizer)
+        count_f, mu_f, nu_f = flax_training.adam_state_numpy(state)
         assert count_t == count_f == step
         for name in before_t:
             # Each side's update to its own parameters, in float64 (a float32 difference is exact

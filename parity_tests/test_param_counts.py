@@ -21,7 +21,7 @@ def torch_counts(k: int) -> dict[str, int]:
 
 def flax_counts(k: int) -> dict[str, int]:
     params = FlaxConvnet(k).init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)))["params"]
-    counts = {layer: sum(int(a.size) for a in jax.tree_util.tree_leaves(params[layer])) for layer in LAYERS}
+    counts = {layer: sum(int(a.size) for a in jax.tree.leaves(params[layer])) for layer in LAYERS}
     assert set(params) == set(LAYERS)  # no parameters outside the four named layers
     counts["total"] = sum(counts.values())
     return counts

@@ -12,9 +12,11 @@ import pytest
 from common.checkpoint import save_weights
 from common.config import TrainConfig
 from flax_impl import train as flax_train
+from flax_impl import training as flax_training
 from flax_impl.convert import flax_to_torch
 from parity_tests.helpers import JAX_DEVICE, TORCH_DEVICE, FLAX_VARIANTS, flax_state
 from torch_impl import train as torch_train
+from torch_impl import training as torch_training
 
 EPOCHS, TRAIN, TEST = 3, 4096, 1000
 FIELDS = ("epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "test_correct")
@@ -35,15 +37,15 @@ def read_metrics(out) -> list[dict]:
 @pytest.fixture(scope="module")
 def same_start(tmp_path_factory):
     """Initial weights drawn by torch_impl (seed 11), as a model.safetensors both trainers can start from."""
-    model = torch_train.create_model(TrainConfig("torch", seed=11), TORCH_DEVICE)
+    model = torch_training.create_model(TrainConfig("torch", seed=11), TORCH_DEVICE)
     path = tmp_path_factory.mktemp("init") / "init.safetensors"
-    save_weights(path, torch_train.state_dict_numpy(model), {"framework": "torch"})
+    save_weights(path, torch_training.state_dict_numpy(model), {"framework": "torch"})
     return path
 
 
 def run(framework: str, dataset, out, init_weights, variant: str | None = None) -> list[dict]:
     config = TrainConfig(framework, epochs=EPOCHS, seed=0, out_dir=str(out), quiet=True,
-                         init_weights=str(init_weights), extra={"variant": variant} if variant else {})
+                         init_weights=str(init_weights), variant=variant or TrainConfig.variant)
     if framework == "torch":
         torch_train.train_and_evaluate(config, dataset, TORCH_DEVICE)
     else:
@@ -75,7 +77,7 @@ def test_every_metrics_field_agrees_over_several_epochs(real_data, same_start, t
 
 
 def torch_init(seed: int) -> dict[str, np.ndarray]:
-    return torch_train.state_dict_numpy(torch_train.create_model(TrainConfig("torch", seed=seed), TORCH_DEVICE))
+    return torch_training.state_dict_numpy(torch_training.create_model(TrainConfig("torch", seed=seed), TORCH_DEVICE))
 
 
 def flax_init(seed: int, variant: str) -> dict[str, np.ndarray]:
@@ -102,9 +104,9 @@ def test_init_weights_replace_the_seeded_draw_in_both_trainers(same_start):
     from common.checkpoint import load_weights
 
     want = load_weights(same_start, 3)
-    t = torch_train.state_dict_numpy(torch_train.create_model(
+    t = torch_training.state_dict_numpy(torch_training.create_model(
         TrainConfig("torch", seed=3, init_weights=str(same_start)), TORCH_DEVICE))
-    f = flax_to_torch(jax.device_get({"params": flax_train.create_train_state(
+    f = flax_to_torch(jax.device_get({"params": flax_training.create_train_state(
         TrainConfig("flax", seed=3, init_weights=str(same_start)), JAX_DEVICE).params}))
     for name in want:
         np.testing.assert_array_equal(t[name], want[name])

@@ -10,11 +10,12 @@ import pytest
 
 from common.config import TrainConfig
 from data import train_batches
-from flax_impl import train as flax_train
+from flax_impl import training as flax_training
 from flax_impl.convert import flax_to_torch
 from flax_impl.placement import as_placement
 from parity_tests.helpers import JAX_DEVICE, TORCH_DEVICE, FLAX_VARIANTS, flax_state, torch_model_and_flax_params
-from torch_impl import train as torch_train
+from torch_impl import steps as torch_steps
+from torch_impl import training as torch_training
 
 pytestmark = pytest.mark.realdata
 
@@ -36,24 +37,24 @@ WEIGHT_REL_L2 = 0.1
 
 def torch_trajectory(model, images, labels, batches):
     """The trainer's own optimizer and train_step."""
-    optimizer = torch_train.make_optimizer(model, TrainConfig("torch"))
-    x, y = torch_train.to_device(images, labels, TORCH_DEVICE)
+    optimizer = torch_steps.make_optimizer(model, TrainConfig.lr)
+    x, y = torch_training.to_device(images, labels, TORCH_DEVICE)
     losses = []
     for idx in batches:
-        loss_sum, _ = torch_train.train_step(model, optimizer, x[idx], y[idx])
+        loss_sum, _ = torch_steps.train_step(model, optimizer, x[idx], y[idx])
         losses.append(loss_sum.item() / len(idx))
-    return np.array(losses), torch_train.state_dict_numpy(model)
+    return np.array(losses), torch_training.state_dict_numpy(model)
 
 
 def flax_trajectory(variant, params, images, labels, batches):
     """The trainer's own train state and compiled step (its XLA options included)."""
     state = flax_state(variant).replace(params=jax.device_put(params["params"]))
-    x, y = flax_train.device_arrays(images, labels, JAX_DEVICE)
+    x, y = flax_training.device_arrays(images, labels, JAX_DEVICE)
     placement = as_placement(JAX_DEVICE)
-    step = flax_train.compile_train_steps(state, x, y, (1, 64), placement)
+    step = flax_training.compile_train_steps(state, x, y, (1, 64), placement)
     losses = []
     for idx in batches:
-        state, totals = step(state, flax_train.zero_totals(placement), x, y, jnp.asarray(idx[None], jnp.int32))
+        state, totals = step(state, flax_training.zero_totals(placement), x, y, jnp.asarray(idx[None], jnp.int32))
         losses.append(float(totals["loss_sum"]) / len(idx))
     return np.array(losses), flax_to_torch(jax.device_get({"params": state.params}))
 

@@ -62,7 +62,7 @@ def test_a_run_exits_with_its_code_and_its_output_but_no_last_collection():
     (gc.freeze), and nothing else: the exit code and buffered output are the run's."""
     code = ("import atexit, gc, sys\n"
             "atexit.register(lambda: print(' frozen', gc.get_freeze_count() > 0))\n"
-            "from common.runner import exit_process\n"
+            "from common.cli import exit_process\n"
             "sys.stdout.write('written')\n"
             "exit_process(3)\n")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)

@@ -79,13 +79,13 @@ def test_jax_step_is_really_sharded(real_data):
     code = """
 import jax, jax.numpy as jnp, numpy as np
 from common.config import TrainConfig
-from flax_impl import train as ft
+from flax_impl import steps, training as ft
 from flax_impl.placement import make_placement
 p = make_placement("cpu", 2)
 state = ft.create_train_state(TrainConfig("flax"), p)
 x, y = ft.device_arrays(np.zeros((128, 28, 28), np.uint8), np.zeros(128, np.int64), p)
 idx = jax.ShapeDtypeStruct((1, 64), jnp.int32, sharding=p.batch)
-text = ft.train_steps.lower(state, ft.zero_totals(p), x, y, idx).compile().as_text()
+text = steps.train_steps.lower(state, ft.zero_totals(p), x, y, idx).compile().as_text()
 batch = p.put_batch(np.arange(64, dtype=np.int32)[None])
 print("all-reduce" in text, sorted({s.data.shape for s in batch.addressable_shards}))
 """

@@ -10,7 +10,9 @@ import pytest
 from common.arch import layer_shapes, param_counts, state_dict_shapes
 from common.checkpoint import save_weights
 from common.config import TrainConfig
+from flax_impl import steps as flax_steps
 from flax_impl import train as flax_train
+from flax_impl import training as flax_training
 from flax_impl.convert import flax_to_torch, torch_to_flax
 from flax_impl.model import Convnet, count_parameters
 from flax_impl.variants import layer_outputs
@@ -40,19 +42,19 @@ def test_kernel_without_spatial_extent_is_a_clear_error():
 
 def test_one_step_changes_every_parameter_and_lowers_loss():
     config = TrainConfig("flax", lr=1e-3)
-    state = flax_train.create_train_state(config, CPU)
+    state = flax_training.create_train_state(config, CPU)
     ds = synthetic_dataset(64, 1)
-    x, y = flax_train.device_arrays(ds.train_images, ds.train_labels, CPU)
+    x, y = flax_training.device_arrays(ds.train_images, ds.train_labels, CPU)
     batch = {"images": x, "labels": y}
 
     def loss(params):
-        return flax_train.cross_entropy(state.apply_fn({"params": params}, x), y).mean()
+        return flax_steps.cross_entropy(state.apply_fn({"params": params}, x), y).mean()
 
     loss0 = float(loss(state.params))
-    new_state, metrics = jax.jit(flax_train.train_step)(state, batch)
+    new_state, metrics = jax.jit(flax_steps.train_step)(state, batch)
     assert float(metrics["loss_sum"]) == pytest.approx(64 * loss0, rel=1e-5)
-    changed = jax.tree_util.tree_map(lambda a, b: bool(jnp.any(a != b)), state.params, new_state.params)
-    assert all(jax.tree_util.tree_leaves(changed)), changed
+    changed = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), state.params, new_state.params)
+    assert all(jax.tree.leaves(changed)), changed
     assert float(loss(new_state.params)) < loss0
 
 
@@ -75,10 +77,10 @@ def test_forward_mode_autodiff_through_the_idiomatic_model_matches_finite_differ
     # Continuous random pixels: no exact ties in a pool window, where the model has no derivative.
     x = np.random.default_rng(0).random((8, 28, 28, 1))
     with jax.enable_x64(True):
-        params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64),
+        params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64),
                                         model.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)))["params"])
         keys = iter(jax.random.split(jax.random.key(1), 8))
-        direction = jax.tree_util.tree_map(lambda a: jax.random.normal(next(keys), a.shape, a.dtype), params)
+        direction = jax.tree.map(lambda a: jax.random.normal(next(keys), a.shape, a.dtype), params)
         x = jnp.asarray(x, jnp.float64)
 
         def logits(p):
@@ -86,14 +88,14 @@ def test_forward_mode_autodiff_through_the_idiomatic_model_matches_finite_differ
 
         _, tangent = jax.jvp(logits, (params,), (direction,))
         h = 1e-6
-        shifted = [jax.tree_util.tree_map(lambda p, d: p + s * h * d, params, direction) for s in (1, -1)]
+        shifted = [jax.tree.map(lambda p, d: p + s * h * d, params, direction) for s in (1, -1)]
         central = (logits(shifted[0]) - logits(shifted[1])) / (2 * h)
         assert float(jnp.abs(tangent).max()) > 1e-3  # a real derivative, not zeros
         np.testing.assert_allclose(np.asarray(tangent), np.asarray(central), rtol=1e-5, atol=1e-7)
         # Hessian-vector products (forward over reverse) work too.
         grad = jax.grad(lambda p: logits(p).sum())
         _, hvp = jax.jvp(grad, (params,), (direction,))
-        assert all(np.all(np.isfinite(np.asarray(a))) for a in jax.tree_util.tree_leaves(hvp))
+        assert all(np.all(np.isfinite(np.asarray(a))) for a in jax.tree.leaves(hvp))
 
 
 def test_the_cpu_tuned_variant_is_reverse_mode_only():
@@ -115,10 +117,10 @@ def test_flax_init_params_convert_to_torch_shapes():
 def test_epoch_dispatches_cover_every_sample_once_in_order():
     order = np.random.default_rng(0).permutation(1000)
     for k in (1, 4, 7):
-        chunks = list(flax_train.epoch_dispatches(order, 64, k))
+        chunks = list(flax_training.epoch_dispatches(order, 64, k))
         np.testing.assert_array_equal(np.concatenate([c.reshape(-1) for c in chunks]), order)
         shapes = {c.shape for c in chunks}
-        assert shapes == set(flax_train.epoch_plan(1000, 64, k))
+        assert shapes == set(flax_training.epoch_plan(1000, 64, k))
         assert chunks[-1].shape == (1, 1000 % 64)
 
 
@@ -135,7 +137,7 @@ def test_scan_chunks_give_the_same_training_as_single_steps(tmp_path):
     runs = {}
     for k in (1, 4):
         config = TrainConfig("flax", epochs=2, out_dir=str(tmp_path / str(k)), quiet=True,
-                             extra={"steps_per_dispatch": k})
+                             steps_per_dispatch=k)
         flax_train.train_and_evaluate(config, ds, CPU)
         runs[k] = read_run_files(tmp_path / str(k))
     for a, b in zip(runs[1]["metrics"], runs[4]["metrics"]):
@@ -186,10 +188,10 @@ def test_eval_only_refuses_a_foreign_checkpoint(real_data, tmp_path, capsys):
     assert len(err) == 1 and "missing tensors" in err[0] and "conv2.weight" in err[0]
 
 
-@pytest.mark.parametrize("variant,k", [("cpu-tuned", flax_train.STEPS_PER_DISPATCH["cpu"]), ("idiomatic", 1)])
+@pytest.mark.parametrize("variant,k", [("cpu-tuned", flax_training.STEPS_PER_DISPATCH["cpu"]), ("idiomatic", 1)])
 def test_default_steps_per_dispatch_on_the_cpu_follow_the_variant(variant, k):
     """A scan for the cpu-tuned model; one step per dispatch for the idiomatic one, which XLA:CPU
     runs ~10x slower inside a scan. An explicit --steps-per-dispatch always wins."""
-    assert flax_train.steps_per_dispatch(TrainConfig("flax", extra={"variant": variant}), "cpu") == k
-    explicit = TrainConfig("flax", extra={"variant": variant, "steps_per_dispatch": 4})
-    assert flax_train.steps_per_dispatch(explicit, "cpu") == 4
+    assert flax_training.steps_per_dispatch(TrainConfig("flax", variant=variant), "cpu") == k
+    explicit = TrainConfig("flax", variant=variant, steps_per_dispatch=4)
+    assert flax_training.steps_per_dispatch(explicit, "cpu") == 4

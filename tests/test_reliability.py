@@ -177,7 +177,8 @@ def test_divergence_keeps_the_last_good_checkpoint(framework, tmp_path, monkeypa
     if framework == "torch":
         import torch
 
-        from torch_impl import train as module
+        from torch_impl import train as trainer
+        from torch_impl import training as module  # where train_epoch finds train_step
 
         real_step, calls = module.train_step, []
 
@@ -193,7 +194,8 @@ def test_divergence_keeps_the_last_good_checkpoint(framework, tmp_path, monkeypa
         import jax
         import jax.numpy as jnp
 
-        from flax_impl import train as module
+        from flax_impl import steps as module  # where train_steps finds train_step
+        from flax_impl import train as trainer
 
         real_step = module.train_step
 
@@ -205,7 +207,7 @@ def test_divergence_keeps_the_last_good_checkpoint(framework, tmp_path, monkeypa
         jax.clear_caches()  # train_steps must be traced again with the poisoned step
         device = jax.devices("cpu")[0]
     with pytest.raises(NonFiniteLoss) as e:
-        module.train_and_evaluate(config, ds, device)
+        trainer.train_and_evaluate(config, ds, device)
     msg = str(e.value)
     assert "epoch 2, step 2 of 4" in msg and f"{tmp_path / CHECKPOINT} (epoch 1)" in msg
     assert int(peek(tmp_path / CHECKPOINT)["epoch"]) == 1
@@ -239,7 +241,7 @@ def test_data_errors_reach_the_user_as_one_line(framework, real_data, tmp_path):
 
 def test_interrupted_message_without_checkpoint(tmp_path):
     from common.config import TrainConfig
-    from common.runner import interrupted_message
+    from common.cli import interrupted_message
 
     config = TrainConfig("torch", out_dir=str(tmp_path))
     assert "no checkpoint" in interrupted_message("prog", config, ["--epochs", "2"])

@@ -183,7 +183,7 @@ def test_eval_only_takes_a_training_checkpoint_and_the_recorded_kernel_size(fram
 
 
 def test_the_printed_resume_command_survives_a_shell(tmp_path):
-    from common.runner import resume_command
+    from common.cli import resume_command
 
     line = resume_command("python -m torch_impl.train", ["--out-dir", "my runs/it's here", "--overwrite"])
     assert shlex.split(line)[3:] == ["--out-dir", "my runs/it's here", "--resume"]

@@ -63,7 +63,7 @@ def test_each_seed_of_a_sweep_is_its_single_seed_run(sweeps, mode):
         a, b = load_file(seed / name), load_file(single / name)
         assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a), name
     config = json.loads((seed / "config.json").read_text())
-    assert config["seed"] == 4 and config["extra"]["sweep"]["seeds"] == [1, 4]
+    assert config["seed"] == 4 and config["in_sweep"]["seeds"] == [1, 4]
 
 
 @pytest.mark.realdata

@@ -5,21 +5,22 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
+import stat
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.experimental.compilation_cache.compilation_cache import reset_cache
 
 from common.phases import PHASES
 from data import to_float
 from flax_impl import compile_cache
-from flax_impl import train as flax_train
+from flax_impl import steps as flax_steps
+from flax_impl import training as flax_training
 from tests.helpers import synthetic_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,30 +45,14 @@ def test_second_run_loads_every_program_from_the_cache_and_trains_the_same(real_
     cache = tmp_path / "cache"
     first = flax_cli(tmp_path / "a", cache)
     assert "compiled; saved to the compilation cache" in compile_line(first)
-    assert any(cache.iterdir())
-    programs = set((cache / compile_cache.EXECUTABLES).iterdir())
-    assert programs  # the init, the train shapes and the evaluation, keyed by their traced programs
+    entries = set(cache.iterdir())
+    assert entries  # the init, the train shapes and the evaluation
     second = flax_cli(tmp_path / "b", cache)
     assert "loaded from the compilation cache" in compile_line(second)
-    assert set((cache / compile_cache.EXECUTABLES).iterdir()) == programs  # the keys hold from process to process
+    assert set(cache.iterdir()) == entries  # the keys hold from process to process
     assert (tmp_path / "a" / "metrics.jsonl").read_bytes() == (tmp_path / "b" / "metrics.jsonl").read_bytes()
     config = json.loads((tmp_path / "b" / "config.json").read_text())
-    assert config["extra"]["compilation_cache"] == str(cache)
-
-
-@pytest.mark.realdata
-def test_programs_in_jax_cache_only_are_compiled_afresh_to_be_kept(real_data, tmp_path):
-    """A cache folder that JAX's cache filled (an older version of this project, or kept entries
-    removed): XLA:CPU cannot serialize an executable loaded from JAX's cache whole, so the program
-    is compiled again before it is kept, and the run after that loads it and trains the same."""
-    cache = tmp_path / "cache"
-    assert flax_cli(tmp_path / "a", cache).returncode == 0
-    shutil.rmtree(cache / compile_cache.EXECUTABLES)
-    assert "compiled; saved to the compilation cache" in compile_line(flax_cli(tmp_path / "b", cache))
-    third = flax_cli(tmp_path / "c", cache)
-    assert "loaded from the compilation cache" in compile_line(third)
-    for run in "bc":
-        assert (tmp_path / run / "metrics.jsonl").read_bytes() == (tmp_path / "a" / "metrics.jsonl").read_bytes()
+    assert config["compilation_cache"] == str(cache)
 
 
 @pytest.mark.realdata
@@ -81,27 +66,33 @@ def test_a_corrupt_cache_warns_and_compiles(real_data, tmp_path):
     assert again.returncode == 0, again.stderr
     assert "compiled; saved to the compilation cache" in compile_line(again)
     assert "Error reading persistent compilation cache entry" in again.stderr  # JAX's own warning
-    assert "is not usable (" in again.stderr  # load_or_compile's, for a program it keeps
     assert "Traceback" not in again.stderr
     assert (tmp_path / "a" / "metrics.jsonl").read_bytes() == (tmp_path / "b" / "metrics.jsonl").read_bytes()
 
 
 @pytest.mark.realdata
-@pytest.mark.parametrize("where", ["a file", "unwritable"])
+@pytest.mark.parametrize("where", ["a file", "unwritable", "world-writable"])
 def test_an_unusable_cache_folder_warns_and_compiles(real_data, tmp_path, where):
+    said = "is not usable"
     if where == "a file":
         cache = tmp_path / "cache"
         cache.write_text("a file where the cache folder should be")
-    else:
+    elif where == "unwritable":
         cache = tmp_path / "ro"
         cache.mkdir()
         cache.chmod(0o500)
         if os.access(cache, os.W_OK):  # root ignores permissions: a folder where nobody can create files
             cache = Path("/proc/self")
+    else:
+        cache = tmp_path / "shared"
+        cache.mkdir()
+        cache.chmod(0o777)
+        said = "is not used: other users can write to it"
     proc = flax_cli(tmp_path / "run", cache)
     assert proc.returncode == 0, proc.stderr
     assert "compilation cache off" in compile_line(proc)
-    assert f"compilation cache {cache} is not usable" in proc.stderr
+    assert f"compilation cache {cache} {said}" in proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 @pytest.mark.realdata
@@ -126,109 +117,95 @@ def tiny_training(seed: int = 1):
 
     cpu = jax.devices("cpu")[0]
     ds = synthetic_dataset(64, 10)
-    state = flax_train.create_train_state(TrainConfig("flax", seed=seed), cpu)
-    x, y = flax_train.device_arrays(ds.train_images, ds.train_labels, cpu)
+    state = flax_training.create_train_state(TrainConfig("flax", seed=seed), cpu)
+    x, y = flax_training.device_arrays(ds.train_images, ds.train_labels, cpu)
     return state, x, y, as_placement(cpu)
 
 
 @pytest.fixture
-def lowerings(monkeypatch, tmp_path):
-    """load_or_compile keeping executables in a fresh folder; the list grows by one per lowering."""
-    monkeypatch.setattr(compile_cache, "_executables", tmp_path / "executables")
-    calls = []
-    lower = jax.stages.Traced.lower
-
-    def counted(self, *args, **kwargs):
-        calls.append(self.fun_name)
-        return lower(self, *args, **kwargs)
-
-    monkeypatch.setattr(jax.stages.Traced, "lower", counted)
-    return calls
+def cache_settings():
+    """JAX's cache settings put back after the test (compile_cache.enable changes them)."""
+    before = {k: jax.config.values[k] for k in ("jax_enable_compilation_cache", "jax_compilation_cache_dir",
+                                                  "jax_persistent_cache_min_compile_time_secs",
+                                                  "jax_persistent_cache_min_entry_size_bytes")}
+    yield
+    for k, v in before.items():
+        jax.config.update(k, v)
+    reset_cache()
 
 
-def test_a_kept_program_loads_without_lowering_and_computes_the_same(lowerings):
+@pytest.fixture
+def jax_cache(tmp_path, cache_settings):
+    """JAX's persistent cache on, in a fresh folder, for this test only."""
+    assert compile_cache.enable(str(tmp_path / "jax-cache")) == str(tmp_path / "jax-cache")
+    reset_cache()
+    return tmp_path / "jax-cache"
+
+
+def test_the_cache_folder_the_project_makes_is_private(tmp_path, cache_settings, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.delenv(compile_cache.ENV, raising=False)  # the default folder, not the test session's
+    assert compile_cache.enable() == str(tmp_path / "xdg" / "fashion-parity" / "jax")
+    assert stat.S_IMODE((tmp_path / "xdg" / "fashion-parity" / "jax").stat().st_mode) == 0o700
+    assert jax.config.values["jax_enable_compilation_cache"]
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o770, 0o1777])
+def test_a_cache_folder_other_users_can_write_is_not_used(tmp_path, cache_settings, mode):
+    """JAX runs what it loads from the cache: a folder others can write would let them run code here."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(mode)
+    with pytest.warns(UserWarning, match=r"compilation cache .*shared is not used: other users can write to it") as w:
+        assert compile_cache.enable(str(shared)) is None
+    assert len(w) == 1 and "\n" not in str(w[0].message)
+    assert not jax.config.values["jax_enable_compilation_cache"]
+    assert stat.S_IMODE(shared.stat().st_mode) == mode  # left as the user made it
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to give the folder to another user")
+def test_a_cache_folder_of_another_user_is_not_used(tmp_path, cache_settings):
+    theirs = tmp_path / "theirs"
+    theirs.mkdir(mode=0o700)
+    os.chown(theirs, 65534, 65534)
+    with pytest.warns(UserWarning, match="belongs to another user"):
+        assert compile_cache.enable(str(theirs)) is None
+
+
+@pytest.mark.parametrize("simplified_constants", [False, True])
+def test_programs_that_differ_only_in_a_closed_over_constant_each_compute_their_own(jax_cache,
+                                                                                    simplified_constants):
+    """Two programs whose printed jaxprs can be the same (with simplified jaxpr constants, closed-over
+    arrays print as [...]): through the persistent cache each still returns its own constant."""
+    cpu = jax.devices("cpu")[0]
+    x = jax.device_put(np.zeros(2000, np.float32), cpu)
+    before = jax.config.values["jax_use_simplified_jaxpr_constants"]
+    jax.config.update("jax_use_simplified_jaxpr_constants", simplified_constants)
+    try:
+        for value in (2.0, 3.0):
+            constant = np.full(2000, value, np.float32)
+            compiled = flax_training.compile_program(jax.jit(lambda a, c=constant: a + c), (x,), "cpu")
+            np.testing.assert_array_equal(np.asarray(compiled(x)), constant)
+    finally:
+        jax.config.update("jax_use_simplified_jaxpr_constants", before)
+
+
+def test_a_compiled_train_step_from_the_cache_computes_the_same(jax_cache):
     state, x, y, cpu = tiny_training()
-    lowerings.clear()  # the init's
-    fresh = flax_train.compile_train_steps(state, x, y, (2, 8), cpu)
-    assert lowerings == ["train_steps"]
-    loaded = flax_train.compile_train_steps(state, x, y, (2, 8), cpu)
-    assert lowerings == ["train_steps"]  # traced again, then loaded: neither lowered nor compiled
+    with compile_cache.CacheCounter() as first:
+        fresh = flax_training.compile_train_steps(state, x, y, (2, 8), cpu)
+    jax.clear_caches()  # what a new process finds: only the entry on disk
+    with compile_cache.CacheCounter() as second:
+        loaded = flax_training.compile_train_steps(state, x, y, (2, 8), cpu)
+    assert (first.misses, second.hits) == (1, 1), (first.describe(), second.describe())
     idx = np.arange(16, dtype=np.int32).reshape(2, 8)
-    outs = [f(jax.tree.map(jnp.copy, state), flax_train.zero_totals(cpu), x, y, jnp.asarray(idx))
+    outs = [f(jax.tree.map(jnp.copy, state), flax_training.zero_totals(cpu), x, y, jnp.asarray(idx))
             for f in (fresh, loaded)]
     for a, b in zip(*map(jax.tree.leaves, outs)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     donated = jax.tree.map(jnp.copy, state)
-    loaded(donated, flax_train.zero_totals(cpu), x, y, jnp.asarray(idx))
+    loaded(donated, flax_training.zero_totals(cpu), x, y, jnp.asarray(idx))
     assert donated.params["conv1"]["kernel"].is_deleted()  # the loaded program still donates the state
-
-
-def test_the_key_changes_with_what_changes_the_executable():
-    cpu = jax.devices("cpu")[0]
-
-    def key(fn=lambda a: a @ a, shape=(8, 8), options=None, **jit):
-        a = jax.device_put(np.ones(shape, np.float32), cpu)
-        traced = jax.jit(fn, **jit).trace(a)
-        return compile_cache.program_key(traced, cpu, options)
-
-    base = key()
-    assert key() == base  # a fresh jit and a fresh trace of the same program: the same key
-    assert key(shape=(8, 9), fn=lambda a: a @ a.T) != base
-    assert key(fn=lambda a: a @ a + 1) != base
-    assert key(options={"xla_cpu_experimental_ynn_fusion_type": ""}) != base
-    assert key(donate_argnums=0) != base
-    for flag, value in (("jax_default_matmul_precision", "bfloat16"),  # shows in the jaxpr
-                        ("jax_use_shardy_partitioner", not jax.config.jax_use_shardy_partitioner)):  # lowering only
-        before = jax.config.values[flag]
-        try:
-            jax.config.update(flag, value)
-            assert key() != base, flag
-        finally:
-            jax.config.update(flag, before)
-
-
-def test_a_program_with_closed_over_constants_is_left_to_jax(lowerings):
-    """The printed jaxpr of `a + c` is the same whatever the array c holds: such a program must not
-    be kept under it."""
-    cpu = jax.devices("cpu")[0]
-    x = jax.device_put(np.zeros(2000, np.float32), cpu)
-    for value in (1.0, 2.0):
-        constant = np.full(2000, value, np.float32)
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")
-            compiled = flax_train.compile_program(jax.jit(lambda a, c=constant: a + c), (x,), "cpu")
-        np.testing.assert_array_equal(np.asarray(compiled(x)), constant)
-    assert len(lowerings) == 2 and not compile_cache._executables.exists()
-
-
-def test_an_unreadable_kept_program_warns_and_compiles(lowerings):
-    state, x, y, cpu = tiny_training()
-    lowerings.clear()  # the init's
-    init_entries = set(compile_cache._executables.iterdir())
-    flax_train.compile_train_steps(state, x, y, (1, 8), cpu)
-    (entry,) = set(compile_cache._executables.iterdir()) - init_entries
-    entry.write_bytes(b"not an executable")
-    with pytest.warns(UserWarning, match="is not usable"):
-        again = flax_train.compile_train_steps(state, x, y, (1, 8), cpu)
-    assert len(lowerings) == 2
-    idx = jnp.zeros((1, 8), jnp.int32)
-    totals = again(jax.tree.map(jnp.copy, state), flax_train.zero_totals(cpu), x, y, idx)[1]
-    assert np.isfinite(float(totals["loss_sum"]))
-    flax_train.compile_train_steps(state, x, y, (1, 8), cpu)
-    assert len(lowerings) == 2  # the entry was written anew
-
-
-def test_a_folder_where_programs_cannot_be_kept_warns_once_and_runs(lowerings, tmp_path, monkeypatch):
-    state, x, y, cpu = tiny_training()
-    (tmp_path / "a file").write_text("")
-    monkeypatch.setattr(compile_cache, "_executables", tmp_path / "a file" / "executables")
-    with pytest.warns(UserWarning, match="could not save compiled programs in"):
-        compiled = flax_train.compile_train_steps(state, x, y, (1, 8), cpu)
-    idx = jnp.zeros((1, 8), jnp.int32)
-    assert np.isfinite(float(compiled(state, flax_train.zero_totals(cpu), x, y, idx)[1]["loss_sum"]))
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        flax_train.compile_train_steps(state, x, y, (2, 8), cpu)  # JAX's cache only now: no second warning
 
 
 @pytest.mark.realdata
@@ -254,7 +231,7 @@ def test_pixels_reach_the_device_as_the_shared_loaders_floats():
     every_value = np.arange(256, dtype=np.uint8).reshape(1, 16, 16).repeat(28 * 28 // 256 + 1, 0)
     images = np.concatenate([ds.train_images, np.resize(every_value, (1, 28, 28))])
     labels = np.concatenate([ds.train_labels, [0]])
-    x, y = flax_train.device_arrays(images, labels, jax.devices("cpu")[0], pad_to=128)
+    x, y = flax_training.device_arrays(images, labels, jax.devices("cpu")[0], pad_to=128)
     x = np.asarray(x)
     assert x.shape == (384, 28, 28, 1) and x.dtype == np.float32
     np.testing.assert_array_equal(x[:301, ..., 0].view(np.uint32), to_float(images).view(np.uint32))
@@ -268,18 +245,18 @@ def test_evaluation_is_one_dispatch_that_matches_batch_by_batch():
 
     cpu = jax.devices("cpu")[0]
     ds = synthetic_dataset(10, 300)
-    state = flax_train.create_train_state(TrainConfig("flax", seed=2), cpu)
-    test_x, test_y = flax_train.device_arrays(ds.test_images, ds.test_labels, cpu, pad_to=flax_train.EVAL_BATCH_SIZE)
+    state = flax_training.create_train_state(TrainConfig("flax", seed=2), cpu)
+    test_x, test_y = flax_training.device_arrays(ds.test_images, ds.test_labels, cpu, pad_to=flax_steps.EVAL_BATCH_SIZE)
     calls = []
-    eval_fn = flax_train.compile_eval(state, test_x, test_y, as_placement(cpu))
+    eval_fn = flax_training.compile_eval(state, test_x, test_y, as_placement(cpu))
 
     def counted(*args):
         calls.append(1)
         return eval_fn(*args)
 
-    loss, correct, predictions = flax_train.evaluate(counted, state, test_x, test_y, 300)
+    loss, correct, predictions = flax_training.evaluate(counted, state, test_x, test_y, 300)
     assert len(calls) == 1
-    step = jax.jit(flax_train.eval_step)
+    step = jax.jit(flax_steps.eval_step)
     batches = [step(state, {"images": test_x[s:s + 128], "labels": test_y[s:s + 128]}) for s in range(0, 384, 128)]
     np.testing.assert_array_equal(predictions, np.concatenate([np.asarray(b["predictions"]) for b in batches])[:300])
     assert correct == sum(int(b["correct"]) for b in batches)

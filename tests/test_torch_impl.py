@@ -13,7 +13,9 @@ import torch.nn.functional as F
 from common.arch import layer_shapes, param_counts, state_dict_shapes
 from common.config import TrainConfig
 from tests.helpers import read_run_files, synthetic_dataset, tiny_run
+from torch_impl import steps as torch_steps
 from torch_impl import train as torch_train
+from torch_impl import training as torch_training
 from torch_impl.model import Convnet, count_parameters
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,10 +46,10 @@ def test_one_step_changes_every_parameter_and_lowers_loss():
     model = Convnet(3)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     ds = synthetic_dataset(64, 1)
-    x, y = torch_train.to_device(ds.train_images, ds.train_labels, torch.device("cpu"))
+    x, y = torch_training.to_device(ds.train_images, ds.train_labels, torch.device("cpu"))
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     loss0 = F.cross_entropy(model(x), y).item()
-    loss_sum, correct = torch_train.train_step(model, optimizer, x, y)
+    loss_sum, correct = torch_steps.train_step(model, optimizer, x, y)
     assert loss_sum.item() == pytest.approx(64 * loss0, rel=1e-6)
     assert 0 <= correct.item() <= 64
     for name, p in model.named_parameters():
@@ -119,14 +121,14 @@ def _epochs(static: bool, lr: float = 1e-3, epochs: int = 2):
 
     dataset = synthetic_dataset(200, 10)
     config = TrainConfig("torch", lr=lr, seed=1)
-    model = torch_train.create_model(config, torch.device("cpu"))
-    optimizer = torch_train.make_optimizer(model, config)
-    x, y = torch_train.to_device(dataset.train_images, dataset.train_labels, torch.device("cpu"))
+    model = torch_training.create_model(config, torch.device("cpu"))
+    optimizer = torch_steps.make_optimizer(model, config.lr)
+    x, y = torch_training.to_device(dataset.train_images, dataset.train_labels, torch.device("cpu"))
     step = StaticStep(model, optimizer, x, y, config.batch_size, capture=False) if static else None
     checks, results = _Checks(), []
     for epoch in range(1, epochs + 1):
-        results.append(torch_train.train_epoch(model, optimizer, x, y, config, epoch, checks, _NoBar(), step))
-    return results, torch_train.state_dict_numpy(model), checks.first_bad
+        results.append(torch_training.train_epoch(model, optimizer, x, y, config, epoch, checks, _NoBar(), step))
+    return results, torch_training.state_dict_numpy(model), checks.first_bad
 
 
 class _NoBar:

@@ -6,18 +6,24 @@ Why: on a GPU this model's eager step is bound by Python and kernel launches, no
 The graph replays the same kernels on the same memory, so everything it touches is static: the
 batch indices are copied into a fixed buffer and the batch is gathered on the device inside the
 graph, and the epoch totals (loss, correct, first non-finite step) accumulate inside it too, so
-the loop never waits for the host. Adam runs with capturable=True (its step count lives on the
-device); the short last batch of an epoch runs eagerly on the same tensors. The math is
-torch_impl.train.train_step's, call for call: on a CPU the same static step runs uncaptured, and
-tests/test_torch_impl.py checks it against the eager epoch bit for bit. Measured on a GPU by
-benchmarks/gpu_check.sh (row "torch_impl, whole step in one CUDA graph").
+the loop never waits for the host. Adam runs with capturable=True: its step count lives on the
+device, and it computes its bias corrections as float32 device math instead of Python floats, so a
+captured step and an eager one differ in the last bits (compare them with a tolerance, not
+bitwise). The short last batch of an epoch runs eagerly on the same tensors. The calls are
+torch_impl.steps.train_step's: on a CPU the same static step runs uncaptured (non-capturable
+Adam), and tests/test_torch_impl.py checks it against the eager epoch bit for bit.
+
+Not the default: `--cuda-graph on` opts in until a GPU has measured it (benchmarks/gpu_check.sh,
+stage "graph" and bench row "torch_impl, whole step in one CUDA graph"). Capture follows PyTorch's
+rules: on the tensors' own device (not whichever is current), warm-up and capture on one side
+stream, the model in train mode.
 """
 
 from __future__ import annotations
 
 import torch
 
-from torch_impl.train import train_step
+from torch_impl.steps import train_step
 
 WARMUP_STEPS = 3  # PyTorch's capture recipe: a few eager steps on a side stream before capturing
 
@@ -27,7 +33,7 @@ class StaticStep:
 
     def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, train_x: torch.Tensor,
                  train_y: torch.Tensor, batch_size: int, capture: bool):
-        device = train_x.device
+        self.device = device = train_x.device
         self.model, self.optimizer, self.train_x, self.train_y = model, optimizer, train_x, train_y
         self.batch_size = batch_size
         self.idx = torch.zeros(batch_size, dtype=torch.int64, device=device)  # (B,) this step's samples
@@ -52,10 +58,11 @@ class StaticStep:
             self._step(self.train_x[idx], self.train_y[idx])
             return
         self.idx.copy_(idx)
-        if self.graph is not None:
-            self.graph.replay()
-        else:
+        if self.graph is None:
             self._body()
+            return
+        with torch.cuda.device(self.device):  # the graph's device, whichever is current
+            self.graph.replay()
 
     def _body(self) -> None:
         """What the graph holds: gather the batch from the static indices, step, accumulate."""
@@ -72,19 +79,23 @@ class StaticStep:
     def _capture(self) -> None:
         """Warm up on a side stream, capture one step, then put back the weights and Adam state that
         the warm-up steps changed (in place: the graph holds their addresses)."""
+        self.model.train()  # the mode is part of what is captured
         params = list(self.model.parameters())
         saved_params = [p.detach().clone() for p in params]
         saved_state = {p: {k: v.clone() for k, v in self.optimizer.state[p].items()} for p in params
                        if self.optimizer.state.get(p)}
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(WARMUP_STEPS):
+        # On the tensors' device: with another one current (--device cuda:1), the stream and the
+        # capture would be on device 0, and PyTorch would only warn "The CUDA Graph is empty".
+        with torch.cuda.device(self.device):
+            side = torch.cuda.Stream(device=self.device)
+            side.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(side):
+                for _ in range(WARMUP_STEPS):
+                    self._body()
+            torch.cuda.current_stream(self.device).wait_stream(side)
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph, stream=side):  # the stream that warmed up
                 self._body()
-        torch.cuda.current_stream().wait_stream(side)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self._body()
         with torch.no_grad():
             for p, saved in zip(params, saved_params):
                 p.copy_(saved)

@@ -1,7 +1,7 @@
 """--seeds on the PyTorch reference: the seeds one after another, each exactly its `--seed S` run.
 
 Every seed keeps its own model and torch.optim.Adam; each epoch trains them in turn through
-torch_impl.train's own train_epoch, so a seed's metrics are bit for bit its single run's (tested).
+torch_impl.training's own train_epoch, so a seed's metrics are bit for bit its single run's (tested).
 torch.func could stack the models, but it would replace torch.optim.Adam with a hand-written
 update: the reference optimizer stays the reference here.
 """
@@ -16,7 +16,8 @@ from common.phases import CLOCK
 from common.runner import Run
 from common.sweep import Sweep, seed_config, train_sweep
 from data import FashionMNIST, num_batches
-from torch_impl import train as single
+from torch_impl import training
+from torch_impl.steps import evaluate, make_optimizer
 from torch_impl.model import count_parameters
 
 
@@ -27,36 +28,36 @@ class SequentialEngine:
 
     def __init__(self, config: TrainConfig, device: torch.device):
         self.config = config
-        self.graphed = single.uses_cuda_graph(config, device)  # each seed's step in its own CUDA graph
-        self.models = [single.create_model(seed_config(config, s), device) for s in config.extra["seeds"]]
-        self.optimizers = [single.make_optimizer(m, config, capturable=self.graphed) for m in self.models]
+        self.graphed = training.uses_cuda_graph(config, device)  # each seed's step in its own CUDA graph
+        self.models = [training.create_model(seed_config(config, s), device) for s in config.seeds]
+        self.optimizers = [make_optimizer(m, config.lr, capturable=self.graphed) for m in self.models]
         self.static = [None] * len(self.models)  # captured on a seed's first epoch, after any --resume
 
     def load(self, dataset: FashionMNIST, device: torch.device) -> None:
-        self.train_x, self.train_y = single.to_device(dataset.train_images, dataset.train_labels, device)
-        self.test_x, self.test_y = single.to_device(dataset.test_images, dataset.test_labels, device)
+        self.train_x, self.train_y = training.to_device(dataset.train_images, dataset.train_labels, device)
+        self.test_x, self.test_y = training.to_device(dataset.test_images, dataset.test_labels, device)
 
     def restore(self, i: int, ckpt) -> None:
-        single.restore(self.models[i], self.optimizers[i], ckpt)
+        training.restore(self.models[i], self.optimizers[i], ckpt)
 
     def train_epoch(self, epoch: int, active: list[int], bar, runs: list[Run]) -> dict[int, tuple[float, int]]:
         out = {}
         for i in active:
             if self.graphed and self.static[i] is None:
-                self.static[i] = single.capture_step(self.models[i], self.optimizers[i], self.train_x, self.train_y,
+                self.static[i] = training.capture_step(self.models[i], self.optimizers[i], self.train_x, self.train_y,
                                                      self.config)
-            out[i] = single.train_epoch(self.models[i], self.optimizers[i], self.train_x, self.train_y,
+            out[i] = training.train_epoch(self.models[i], self.optimizers[i], self.train_x, self.train_y,
                                         runs[i].config, epoch, runs[i], bar, self.static[i])
         return out
 
     def evaluate(self) -> list[tuple[float, int, np.ndarray]]:
-        return [single.evaluate(m, self.test_x, self.test_y) for m in self.models]
+        return [evaluate(m, self.test_x, self.test_y) for m in self.models]
 
     def checkpoint(self, i: int) -> tuple[int, dict, dict, dict]:
-        return single.checkpoint_arrays(self.models[i], self.optimizers[i])
+        return training.checkpoint_arrays(self.models[i], self.optimizers[i])
 
     def weights(self, i: int) -> dict:
-        return single.state_dict_numpy(self.models[i])
+        return training.state_dict_numpy(self.models[i])
 
 
 def train_seeds(config: TrainConfig, dataset: FashionMNIST, device: torch.device) -> dict:
@@ -64,7 +65,7 @@ def train_seeds(config: TrainConfig, dataset: FashionMNIST, device: torch.device
     with CLOCK("init"):
         engine = SequentialEngine(config, device)
     with CLOCK("write"):
-        sweep = Sweep(config, "torch", single.versions(), str(device), single.environment(device))
+        sweep = Sweep(config, "torch", training.versions(), str(device), training.environment(device))
     model = engine.models[0]
     sweep.describe(str(model), count_parameters(model), dataset, engine.mode, "torch.optim.Adam per seed")
     with CLOCK("data"):
