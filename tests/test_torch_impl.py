@@ -154,3 +154,12 @@ def test_cuda_graph_on_needs_a_cuda_device(capsys):
     with pytest.raises(SystemExit) as e:
         torch_train.main(["--cuda-graph", "on", "--device", "cpu"])
     assert e.value.code == 2 and "--cuda-graph on captures the train step on one CUDA device" in capsys.readouterr().err
+
+
+def test_cuda_runs_are_eager_unless_the_cuda_graph_is_asked_for():
+    """Until a GPU has measured the captured step, --cuda-graph auto trains eagerly on CUDA too."""
+    cuda = torch.device("cuda", 1)  # a device object only: nothing runs
+    assert not torch_training.uses_cuda_graph(TrainConfig("torch"), cuda)
+    assert torch_training.uses_cuda_graph(TrainConfig("torch", cuda_graph="on"), cuda)
+    assert not torch_training.uses_cuda_graph(TrainConfig("torch", cuda_graph="off"), cuda)
+    assert not torch_training.uses_cuda_graph(TrainConfig("torch"), torch.device("cpu"))
