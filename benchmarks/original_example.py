@@ -43,18 +43,25 @@ class Convnet(nn.Module):
         return self.layers(x)
 
 
+def train_batch(X, y, model, loss_fn, optimizer, device):
+    """One pass of the example's training loop (benchmarks.rows times it as the original's step)."""
+    X, y = X.to(device), y.to(device)
+    loss = loss_fn(model(X), y)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    correct = (model(X).argmax(1) == y).type(torch.float).sum().item()  # the second forward pass
+    return loss.item() * len(y), correct
+
+
 def train(dataloader, model, loss_fn, optimizer, device):
     model.train()
     size = len(dataloader.dataset)
     total_loss, correct = 0.0, 0
     for X, y in dataloader:
-        X, y = X.to(device), y.to(device)
-        loss = loss_fn(model(X), y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        total_loss += loss.item() * len(y)
-        correct += (model(X).argmax(1) == y).type(torch.float).sum().item()  # the second forward pass
+        batch_loss, batch_correct = train_batch(X, y, model, loss_fn, optimizer, device)
+        total_loss += batch_loss
+        correct += batch_correct
     return total_loss / size, correct / size
 
 
@@ -87,6 +94,21 @@ def plot_predictions(model, dataset, device, path):
     plt.close(fig)
 
 
+def datasets():
+    """torchvision's FashionMNIST train and test sets, as the example loads them (ToTensor)."""
+    root = torchvision_root()
+    training_data = torchvision.datasets.FashionMNIST(root, train=True, download=False, transform=ToTensor())
+    test_data = torchvision.datasets.FashionMNIST(root, train=False, download=False, transform=ToTensor())
+    return training_data, test_data
+
+
+def setup(device):
+    """The example's model (its lazy layer materialised), loss and optimizer."""
+    model = Convnet().to(device)
+    model(torch.zeros(1, 1, 28, 28, device=device))  # materialise the lazy layer
+    return model, nn.CrossEntropyLoss(), torch.optim.Adam(model.parameters(), lr=1e-3)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=10)
@@ -95,16 +117,11 @@ def main():
     args = parser.parse_args()
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
 
-    root = torchvision_root()
-    training_data = torchvision.datasets.FashionMNIST(root, train=True, download=False, transform=ToTensor())
-    test_data = torchvision.datasets.FashionMNIST(root, train=False, download=False, transform=ToTensor())
+    training_data, test_data = datasets()
     train_dataloader = DataLoader(training_data, batch_size=64, shuffle=True)
     test_dataloader = DataLoader(test_data, batch_size=64)
 
-    model = Convnet().to(device)
-    model(torch.zeros(1, 1, 28, 28, device=device))  # materialise the lazy layer
-    loss_fn = nn.CrossEntropyLoss()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model, loss_fn, optimizer = setup(device)
     print(model)
     print(f"trainable parameters: {sum(p.numel() for p in model.parameters()):,}")
 

@@ -58,36 +58,20 @@ def endless_batches(n: int, seed: int = 0):
 def torch_rows(name: str, device_name: str, args):
     import torch
 
-    from torch_impl import steps as torch_steps
-
-    from torch_impl import train as torch_train
-
-    from torch_impl import training as torch_training
-
     from common.config import TrainConfig
+    from torch_impl import steps as torch_steps
+    from torch_impl import train as torch_train
+    from torch_impl import training as torch_training
 
     config = TrainConfig("torch", device=device_name)
     device = torch_train.setup_device(config)  # joins the process group under torchrun
-    rank, world = config.extra.get("rank", 0), config.extra.get("world_size", 1)
+    rank, world = config.rank, config.world_size
     sync = (lambda: torch.cuda.synchronize()) if device.type == "cuda" else (lambda: None)
-    torch.manual_seed(0)
-    nchw = name in ("torch-nchw", "torch-original")  # the original example knew nothing of channels_last
-    model = torch_training.build_model(3, device, torch.contiguous_format if nchw else None)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    net = model if world == 1 else torch.nn.parallel.DistributedDataParallel(
-        model, device_ids=[device.index] if device.type == "cuda" else None)
+    if name == "torch-original":  # the original example's own step: benchmarks/original_example.py
+        from benchmarks import original_example as original
 
-    if name == "torch-original":
-        # The original example: torchvision dataset + ToTensor, a shuffling DataLoader, and a second
-        # forward pass per batch for the accuracy.
-        import torchvision
-        from torchvision.transforms import ToTensor
-
-        from benchmarks.original import torchvision_root
-
-        dataset = torchvision.datasets.FashionMNIST(torchvision_root(), train=True, download=False,
-                                                    transform=ToTensor())
-        loader = torch.utils.data.DataLoader(dataset, batch_size=BATCH, shuffle=True)
+        model, loss_fn, optimizer = original.setup(device)
+        loader = torch.utils.data.DataLoader(original.datasets()[0], batch_size=BATCH, shuffle=True)
 
         def loader_batches():
             while True:
@@ -95,17 +79,17 @@ def torch_rows(name: str, device_name: str, args):
                     if len(y) == BATCH:
                         yield x, y
 
-        loss_fn = torch.nn.CrossEntropyLoss()
+        def run_original(batch):
+            original.train_batch(*batch, model, loss_fn, optimizer, device)
 
-        def run_step(batch):
-            x, y = batch[0].to(device), batch[1].to(device)
-            optimizer.zero_grad()
-            loss = loss_fn(model(x), y)
-            loss.backward()
-            optimizer.step()
-            (model(x).argmax(1) == y).type(torch.float).sum().item()  # the original's second pass
+        return time_steps(run_original, loader_batches(), args.warmup, args.steps, args.repeats, sync), device
 
-        return time_steps(run_step, loader_batches(), args.warmup, args.steps, args.repeats, sync), device
+    torch.manual_seed(0)
+    nchw = name == "torch-nchw"
+    model = torch_training.build_model(3, device, torch.contiguous_format if nchw else None)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    net = model if world == 1 else torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None)
 
     ds = load_fashion_mnist()
     x_all, y_all = torch_training.to_device(ds.train_images, ds.train_labels, device)
