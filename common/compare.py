@@ -16,7 +16,8 @@ from pathlib import Path
 
 from common.plots import plot_bands, plot_curves
 from common.run_files import SEEDS_FILE, read_run, seed_dir
-from common.stats import summarize, welch
+from common.stats import welch
+from common.summary import summarize
 
 
 def _label(run: dict, other: dict) -> str:

@@ -6,7 +6,7 @@ import sys
 
 from tqdm.auto import tqdm
 
-from common.stats import summarize
+from common.summary import summarize
 
 
 def progress(total: int, description: str, quiet: bool):

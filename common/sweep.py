@@ -25,7 +25,7 @@ from common.resume import CHECKPOINT, OutDirError, make_out_dir, peek, prepare_o
 from common.run_files import SEEDS_FILE, seed_dir, write_json_atomic
 from common.run_lock import lock_out_dir
 from common.runner import Run, compiled_line, header_line, model_lines, resume_warning
-from common.stats import summarize
+from common.summary import summarize
 from data import FashionMNIST
 
 METRICS = ("test_accuracy", "test_loss", "train_loss", "train_accuracy")

@@ -18,7 +18,8 @@ import json
 
 import pytest
 
-from common.stats import summarize, welch
+from common.stats import welch
+from common.summary import summarize
 from parity_tests.conftest import ACCURACY_SEEDS
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]

@@ -4,6 +4,8 @@ inside a function or not), the command lines sit on top, and nothing reads a pri
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -127,3 +129,11 @@ def test_no_private_attribute_of_another_object_is_read():
     paths = [*modules().values(), *(REPO / "tests").glob("*.py"), *(REPO / "parity_tests").glob("*.py")]
     hits = [hit for path in paths for hit in private_attributes(path.read_text(), str(path.relative_to(REPO)))]
     assert hits == []
+
+
+def test_a_training_run_does_not_import_scipy_stats():
+    """scipy.stats (Welch's interval, for common.compare) costs 0.3 s of a run's start-up: the
+    trainers' command lines must not pull it in through the modules they share with the report."""
+    code = "import sys, flax_impl.train, torch_impl.train; print('scipy.stats' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "False", out.stderr

@@ -15,7 +15,8 @@ import scipy.stats
 from safetensors.numpy import load_file
 
 from common.resume import CHECKPOINT, peek
-from common.stats import summarize, welch
+from common.stats import welch
+from common.summary import summarize
 from tests.test_reliability import REPO, cli, one_line_error
 
 TINY = ["--train-size", "256", "--test-size", "128", "--quiet"]
