@@ -43,6 +43,7 @@ class TrainConfig:
     sweep: str = "auto"
     in_sweep: dict | None = None
     # flax_impl's flags (torch_impl leaves them at their defaults).
+    api: str = "linen"  # the Flax API of the model and its step: linen (functional) or nnx
     init: str = "torch"
     variant: str = "auto"
     steps_per_dispatch: int = 0  # 0: the backend's default

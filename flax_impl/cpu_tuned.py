@@ -1,5 +1,7 @@
-"""The CPU-tuned variant of flax_impl.model.Convnet: the same model, parameter tree and names, with
-its convolutions and max pools written as custom-VJP operations for speed on XLA:CPU.
+"""The CPU-tuned variants of both Flax models (flax_impl/model.py, Linen; flax_impl/nnx_model.py,
+NNX): the same models, parameter trees and names, with their convolutions and max pools written as
+custom-VJP operations for speed on XLA:CPU. The operations are plain functions (conv2d,
+max_pool_2x2); each API's tuned variant calls them, so nothing is written twice.
 
 Nothing here is needed to learn the port (read model.py for that). The variant is the default on
 the CPU because it measured faster there (`make bench`, README Performance); its custom VJPs
@@ -21,10 +23,13 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
+from flax import nnx
 from jax import lax
 
 from common.arch import CONV1_CHANNELS, CONV2_CHANNELS, HIDDEN, NUM_CLASSES, flat_features, spatial_sizes
-from flax_impl.model import Convnet, initializers
+from flax_impl.inits import initializers
+from flax_impl import nnx_model
+from flax_impl.model import Convnet
 
 _DIMS = ("NHWC", "HWIO", "NHWC")
 
@@ -156,6 +161,27 @@ class CpuTunedConvnet(Convnet):
         self.conv2 = Conv(CONV2_CHANNELS, k, **initializers(init, CONV1_CHANNELS * k * k))
         self.dense1 = nn.Dense(HIDDEN, **initializers(init, flat_features(k)))
         self.dense2 = nn.Dense(NUM_CLASSES, **initializers(init, HIDDEN))
+
+    def pool(self, x):
+        return max_pool_2x2(x)
+
+
+class TunedConv(nnx.Module):
+    """An nnx.Conv's own parameters ('kernel' HWIO, 'bias'), applied through conv2d."""
+
+    def __init__(self, conv: nnx.Conv):
+        self.kernel, self.bias = conv.kernel, conv.bias
+
+    def __call__(self, x):  # (N, H, W, C)
+        return conv2d(x, self.kernel[...], self.bias[...])
+
+
+class NnxCpuTunedConvnet(nnx_model.Convnet):
+    """The NNX Convnet with conv2d and max_pool_2x2 in place of nnx.Conv and nnx.max_pool; the same init draws."""
+
+    def __init__(self, conv2d_kernel_size: int = 3, init: str = "torch", *, rngs: nnx.Rngs):
+        super().__init__(conv2d_kernel_size, init, rngs=rngs)
+        self.conv1, self.conv2 = TunedConv(self.conv1), TunedConv(self.conv2)
 
     def pool(self, x):
         return max_pool_2x2(x)

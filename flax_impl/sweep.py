@@ -18,7 +18,6 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax.training.train_state import TrainState
 
 from common.config import TrainConfig
 from common.phases import CLOCK
@@ -26,11 +25,10 @@ from common.runner import Run
 from common.sweep import Sweep, seed_config, train_sweep
 from data import FashionMNIST, num_batches
 from data.batching import epoch_order
-from flax_impl import compile_cache
-from flax_impl import steps
-from flax_impl import training
+from flax_impl import compile_cache, training
 from flax_impl.model import count_parameters
 from flax_impl.placement import Placement, as_placement
+from flax_impl.training import State
 
 SWEEP_MODES = ("auto", "vmap", "sequential")
 DEFAULT_MODE = {"cpu": "sequential"}  # every other backend: vmap (see the module's docstring)
@@ -45,19 +43,19 @@ def sweep_mode(config: TrainConfig, platform: str) -> tuple[str, str]:
     return mode, f"--sweep auto on {platform}"
 
 
-def same_structure(states: list[TrainState]) -> list[TrainState]:
+def same_structure(states: list[State]) -> list[State]:
     """The states with the first one's apply_fn and optimizer, so one compiled step serves them all."""
     treedef = jax.tree.structure(states[0])
     return [jax.tree.unflatten(treedef, jax.tree.leaves(s)) for s in states]
 
 
-def stack(states: list[TrainState]) -> TrainState:
+def stack(states: list[State]) -> State:
     """N states -> one state whose every leaf has a leading axis of N."""
     states = same_structure(states)
     return jax.tree.map(lambda *leaves: jnp.stack(leaves), *states)
 
 
-def seed_states(config: TrainConfig, placement: Placement) -> list[TrainState]:
+def seed_states(config: TrainConfig, placement: Placement) -> list[State]:
     """Each seed's initial state exactly as a `--seed S` run creates it."""
     return same_structure([training.create_train_state(seed_config(config, s), placement)
                            for s in config.seeds])
@@ -113,8 +111,9 @@ class SequentialEngine(_Engine):
 
 # flax_impl.steps' fused train steps and evaluation, mapped over a leading seed axis of the state, the epoch
 # totals and the batch indices; the data set is shared (in_axes None), held once on the device.
-train_steps_vmapped = jax.jit(jax.vmap(steps.train_steps, in_axes=(0, 0, None, None, 0)), donate_argnums=(0, 1))
-evaluate_vmapped = jax.jit(jax.vmap(steps.evaluate_all, in_axes=(0, None, None)))
+TRAIN_STEPS_VMAPPED = {api: jax.jit(jax.vmap(fn, in_axes=(0, 0, None, None, 0)), donate_argnums=(0, 1))
+                       for api, fn in training.TRAIN_STEPS.items()}
+EVALUATE_VMAPPED = {api: jax.jit(jax.vmap(fn, in_axes=(0, None, None))) for api, fn in training.EVALUATE_ALL.items()}
 
 
 def zero_totals(count: int, placement: Placement) -> dict:
@@ -123,7 +122,7 @@ def zero_totals(count: int, placement: Placement) -> dict:
 
 
 @jax.jit
-def keep_where(active: jax.Array, new: TrainState, old: TrainState) -> TrainState:
+def keep_where(active: jax.Array, new: State, old: State) -> State:
     """Per seed, the new state where active, else the old (a resume that found seeds at different epochs)."""
     return jax.tree.map(lambda a, b: jnp.where(active.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), new, old)
 
@@ -147,8 +146,8 @@ class VmappedEngine(_Engine):
         for shape in training.epoch_plan(n, self.config.batch_size, k):
             idx = jax.ShapeDtypeStruct((len(self.seeds), *shape), jnp.int32, sharding=p.replicated)
             self.compiled[shape] = training.compile_program(
-                train_steps_vmapped, (self.state, totals, self.train_x, self.train_y, idx), p.platform)
-        self.compiled["eval"] = training.compile_program(evaluate_vmapped, (self.state, self.test_x, self.test_y),
+                TRAIN_STEPS_VMAPPED[self.config.api], (self.state, totals, self.train_x, self.train_y, idx), p.platform)
+        self.compiled["eval"] = training.compile_program(EVALUATE_VMAPPED[self.config.api], (self.state, self.test_x, self.test_y),
                                                        p.platform)
 
     def zero_totals(self) -> dict:
@@ -194,7 +193,7 @@ class VmappedEngine(_Engine):
         return [(float(out["loss_sum"][i]) / self.num_test, int(out["correct"][i]),
                  np.asarray(out["predictions"][i])[: self.num_test]) for i in range(len(self.seeds))]
 
-    def seed_state(self, i: int) -> TrainState:
+    def seed_state(self, i: int) -> State:
         if self._host is None:
             self._host = jax.device_get(self.state)
         return jax.tree.map(lambda a: a[i], self._host)

@@ -20,13 +20,14 @@ from common.runner import Run, report_eval
 from data import FashionMNIST, num_batches
 from flax_impl import compile_cache
 from flax_impl.convert import torch_to_flax
-from flax_impl.model import INITS, count_parameters
+from flax_impl.inits import INITS
+from flax_impl.model import count_parameters
 from flax_impl.placement import DEVICES_HELP, Placement, as_placement, initialize_distributed, make_placement
 from flax_impl.steps import EVAL_BATCH_SIZE
 from flax_impl.sweep import SWEEP_MODES, train_seeds
-from flax_impl.training import (STEPS_PER_DISPATCH, checkpoint_arrays, compile_all, compile_eval, create_train_state,
+from flax_impl.training import (APIS, STEPS_PER_DISPATCH, checkpoint_arrays, compile_all, compile_eval, create_train_state,
                                 dataset_on_device, device_arrays, environment, evaluate, model_summary, restore,
-                                steps_per_dispatch, train_epoch, versions, weights_numpy)
+                                steps_per_dispatch, train_epoch, versions, weights_numpy, with_params)
 from flax_impl.variants import VARIANT_CHOICES, resolve_variant
 
 
@@ -99,7 +100,7 @@ def evaluate_checkpoint(config: TrainConfig, dataset: FashionMNIST, where: jax.D
     placement = as_placement(where)
     state = create_train_state(config, placement)
     params = placement.replicate(torch_to_flax(load_weights(config.checkpoint, config.kernel_size))["params"])
-    state = state.replace(params=params)
+    state = with_params(state, params)
     test_x, test_y = device_arrays(dataset.test_images, dataset.test_labels, placement, pad_to=EVAL_BATCH_SIZE)
     eval_fn = compile_eval(state, test_x, test_y, placement)
     loss, correct, _ = evaluate(eval_fn, state, test_x, test_y, len(dataset.test_labels))
@@ -109,6 +110,10 @@ def evaluate_checkpoint(config: TrainConfig, dataset: FashionMNIST, where: jax.D
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser("flax", DEVICES_HELP)
     d = TrainConfig("flax")
+    parser.add_argument("--api", choices=APIS, default=d.api,
+                        help="the Flax API of the model and its train step: linen (flax_impl/model.py, functional: "
+                             "params apart from the module) or nnx (flax_impl/nnx_model.py and nnx_steps.py: "
+                             "nnx.Module, nnx.Optimizer); the same model, math, flags and run files")
     parser.add_argument("--init", choices=INITS, default=d.init,
                         help="initialisation: torch's default distributions, or Flax's (lecun_normal, zero bias)")
     parser.add_argument("--variant", choices=VARIANT_CHOICES, default=d.variant,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from functools import partial
 
 import flax
 import jax
@@ -22,10 +23,12 @@ from common.config import TrainConfig
 from common.runner import NONFINITE_CHECK_EVERY, Run
 from data import FashionMNIST, num_batches, to_float
 from data.batching import epoch_order
+from flax_impl import nnx_steps, steps
 from flax_impl.convert import flax_to_torch, torch_to_flax
+from flax_impl.nnx_steps import NnxTrainState
 from flax_impl.placement import Placement, as_placement
-from flax_impl.steps import EVAL_BATCH_SIZE, evaluate_all, make_optimizer, train_steps
-from flax_impl.variants import VARIANTS, build_model, resolve_variant
+from flax_impl.steps import EVAL_BATCH_SIZE, make_optimizer
+from flax_impl.variants import NNX_VARIANTS, VARIANTS, build_model, resolve_variant
 
 # Steps fused into one dispatch (a lax.scan over a chunk of batches). Measured on a 2-core CPU
 # (make bench, 3 interleaved rounds): a scan of 16 steps ran at 1.09x one step per dispatch (8,318
@@ -36,29 +39,50 @@ STEPS_PER_DISPATCH = {"cpu": 16, "gpu": 64, "tpu": 64}
 # this model's 32->64 convolution at 3.7 ms per batch of 64 against 1.7 ms on XLA's Eigen path
 # (its weight gradient 6.6 ms against 2.3 ms); an empty list keeps every op on XLA's own path.
 COMPILER_OPTIONS = {"cpu": {"xla_cpu_experimental_ynn_fusion_type": ""}}
+APIS = ("linen", "nnx")
+State = TrainState | NnxTrainState
+# The two Flax APIs' fused programs: the same signatures, each on its own kind of train state
+# (flax.training.TrainState for Linen, flax_impl.nnx_steps.NnxTrainState for NNX).
+TRAIN_STEPS = {"linen": steps.train_steps, "nnx": nnx_steps.train_steps}
+EVALUATE_ALL = {"linen": steps.evaluate_all, "nnx": nnx_steps.evaluate_all}
 
 
 def model_variant(config: TrainConfig, platform: str) -> str:
     return resolve_variant(config.variant, platform)
 
 
-def create_train_state(config: TrainConfig, where: jax.Device | Placement) -> TrainState:
-    """Parameters initialised from config.seed (or config.init_weights) and the optimizer's state."""
-    placement = as_placement(where)
-    model = build_model(model_variant(config, placement.platform), config.kernel_size, config.init)
-    tx = make_optimizer(config.lr)
+def api_of(state: State) -> str:
+    return "nnx" if isinstance(state, NnxTrainState) else "linen"
 
-    def init(key):
-        params = model.init(key, jnp.zeros((1, 28, 28, 1), jnp.float32))["params"]
-        return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+
+def create_train_state(config: TrainConfig, where: jax.Device | Placement) -> State:
+    """Parameters initialised from config.seed (or config.init_weights) and the optimizer's state:
+    a Linen TrainState, or with --api nnx the NNX model and nnx.Optimizer as an NnxTrainState."""
+    placement = as_placement(where)
+    variant = model_variant(config, placement.platform)
+    if config.api == "nnx":
+        init = partial(nnx_steps.create_train_state, variant=variant, kernel_size=config.kernel_size,
+                       init=config.init, lr=config.lr)
+    else:
+        model = build_model(variant, config.kernel_size, config.init)
+        tx = make_optimizer(config.lr)
+
+        def init(key):
+            params = model.init(key, jnp.zeros((1, 28, 28, 1), jnp.float32))["params"]
+            return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
 
     # One jit: op by op, init compiled ~70 small XLA programs (7 s of a 25 s one-epoch run on a 2-core CPU).
     with jax.default_device(placement.local_device):
         key = jax.random.key(config.seed)
         state = compile_program(jax.jit(init), (key,), placement.platform)(key)
     if config.init_weights:
-        state = state.replace(params=torch_to_flax(load_weights(config.init_weights, config.kernel_size))["params"])
+        state = with_params(state, torch_to_flax(load_weights(config.init_weights, config.kernel_size))["params"])
     return placement.replicate(state)
+
+
+def with_params(state: State, params: dict) -> State:
+    """The state with these parameters (Linen's layout; the optimizer's state as it was)."""
+    return nnx_steps.with_arrays(state, params) if api_of(state) == "nnx" else state.replace(params=params)
 
 
 def device_arrays(images: np.ndarray, labels: np.ndarray, where: jax.Device | Placement, pad_to: int = 1):
@@ -163,12 +187,13 @@ def compile_program(jitted, args: tuple, platform: str):
 def compile_train_steps(state, images, labels, shape: tuple[int, int], placement: Placement):
     """train_steps compiled for one index shape (steps, batch) with the backend's options."""
     idx = jax.ShapeDtypeStruct(shape, jnp.int32, sharding=placement.batch)
-    return compile_program(train_steps, (state, zero_totals(placement), images, labels, idx), placement.platform)
+    return compile_program(TRAIN_STEPS[api_of(state)], (state, zero_totals(placement), images, labels, idx),
+                           placement.platform)
 
 
 def compile_eval(state, test_x, test_y, placement: Placement):
     """evaluate_all compiled for the padded test set with the backend's options."""
-    return compile_program(jax.jit(evaluate_all), (state, test_x, test_y), placement.platform)
+    return compile_program(jax.jit(EVALUATE_ALL[api_of(state)]), (state, test_x, test_y), placement.platform)
 
 
 def compile_all(state, images, labels, test_x, test_y, n, batch_size, k, placement: Placement):
@@ -179,7 +204,7 @@ def compile_all(state, images, labels, test_x, test_y, n, batch_size, k, placeme
     return compiled
 
 
-def evaluate(eval_fn, state: TrainState, test_x: jax.Array, test_y: jax.Array, num_test: int):
+def evaluate(eval_fn, state: State, test_x: jax.Array, test_y: jax.Array, num_test: int):
     """Mean loss, number correct and predictions over the (padded) test set, in file order: one
     dispatch and one fetch (79 of each, batch by batch, took 0.45 s of a 2-core CPU's epoch)."""
     out = jax.device_get(eval_fn(state, test_x, test_y))
@@ -212,19 +237,21 @@ def steps_per_dispatch(config: TrainConfig, platform: str) -> int:
     return STEPS_PER_DISPATCH.get(platform, 1)
 
 
-def adam_state(state: TrainState) -> optax.ScaleByAdamState:
+def adam_state(state: State) -> optax.ScaleByAdamState:
     """Adam's step count and moment estimates, found by name in the optimizer's state."""
+    if api_of(state) == "nnx":
+        return nnx_steps.adam_state(state)
     return optax.tree_utils.tree_get(state.opt_state, "ScaleByAdamState")
 
 
-def adam_state_numpy(state: TrainState) -> tuple[int, dict, dict]:
+def adam_state_numpy(state: State) -> tuple[int, dict, dict]:
     """Adam's step count and moment estimates in torch's layout and names, as NumPy."""
     adam = adam_state(state)
     return (int(adam.count), flax_to_torch(jax.device_get({"params": adam.mu})),
             flax_to_torch(jax.device_get({"params": adam.nu})))
 
 
-def restore(state: TrainState, ckpt, placement: Placement) -> TrainState:
+def restore(state: State, ckpt, placement: Placement) -> State:
     """Weights and Adam state from a training checkpoint (torch layout), bit for bit."""
     def put(tree):
         return placement.replicate(torch_to_flax(tree)["params"])
@@ -233,6 +260,8 @@ def restore(state: TrainState, ckpt, placement: Placement) -> TrainState:
         return placement.put(np.asarray(ckpt.adam_step, np.int32), placement.replicated)
 
     adam = optax.ScaleByAdamState(count=count(), mu=put(ckpt.exp_avg), nu=put(ckpt.exp_avg_sq))
+    if api_of(state) == "nnx":
+        return placement.replicate(nnx_steps.with_arrays(state, put(ckpt.weights), adam))
     opt_state = optax.tree_utils.tree_set(state.opt_state, ScaleByAdamState=adam)
     return state.replace(step=count(), params=put(ckpt.weights), opt_state=opt_state)
 
@@ -240,9 +269,10 @@ def restore(state: TrainState, ckpt, placement: Placement) -> TrainState:
 def model_summary(config: TrainConfig, params: dict, platform: str) -> str:
     """The model's class, settings and parameter shapes, as the trainer prints them."""
     variant = model_variant(config, platform)
+    model = (NNX_VARIANTS if config.api == "nnx" else VARIANTS)[variant]
     return "\n".join(
-        [f"{VARIANTS[variant].__name__}(conv2d_kernel_size={config.kernel_size}, "
-         f"init={config.init!r}), NHWC; variant {variant} (--variant)"]
+        [f"{model.__module__}.{model.__name__}(conv2d_kernel_size={config.kernel_size}, "
+         f"init={config.init!r}), NHWC; Flax {config.api}, variant {variant} (--api, --variant)"]
         + [f"  ({layer}): " + ", ".join(f"{name} {tuple(a.shape)}" for name, a in layer_params.items())
            for layer, layer_params in params.items()])
 
@@ -254,8 +284,8 @@ def nonfinite_check_every(k: int, platform: str) -> int | None:
     return max(1, NONFINITE_CHECK_EVERY // k) if platform == "cpu" else None
 
 
-def train_epoch(compiled, state: TrainState, train_x, train_y, config: TrainConfig, epoch: int, k: int,
-                placement: Placement, run: Run, bar) -> tuple[TrainState, float, int]:
+def train_epoch(compiled, state: State, train_x, train_y, config: TrainConfig, epoch: int, k: int,
+                placement: Placement, run: Run, bar) -> tuple[State, float, int]:
     """One epoch in the seed's batch order, k steps per dispatch: (state, train loss, train correct).
     A non-finite loss stops it through run.check_finite."""
     n = int(train_y.shape[0])
@@ -279,12 +309,12 @@ def bad_step(totals: dict, first_step: int) -> int:
     return -1 if first_bad < 0 else first_bad - first_step
 
 
-def checkpoint_arrays(state: TrainState) -> tuple[int, dict, dict, dict]:
+def checkpoint_arrays(state: State) -> tuple[int, dict, dict, dict]:
     """Adam's step, the weights and Adam's two moments in torch's layout, as a training checkpoint stores them."""
     adam_step, exp_avg, exp_avg_sq = adam_state_numpy(state)
     return adam_step, weights_numpy(state), exp_avg, exp_avg_sq
 
 
-def weights_numpy(state: TrainState) -> dict[str, np.ndarray]:
+def weights_numpy(state: State) -> dict[str, np.ndarray]:
     """The weights in torch's state_dict layout and names, as NumPy (torch_impl's state_dict_numpy)."""
     return flax_to_torch(jax.device_get({"params": state.params}))

@@ -1,4 +1,5 @@
-"""Which model a run uses: the idiomatic Linen port or its CPU-tuned variant (same parameters, same math).
+"""Which model a run uses: the idiomatic port (Linen or NNX, --api) or its CPU-tuned variant (same
+parameters, same math).
 
 Chosen per backend by measurement in one `make bench` run, both compiled with the same XLA options
 and dispatched the same way (README, Performance). On the 2-core CPU the tuned variant measured
@@ -10,10 +11,14 @@ from __future__ import annotations
 import jax
 from flax import linen as nn
 
-from flax_impl.cpu_tuned import CpuTunedConvnet
+from flax import nnx
+
+from flax_impl import nnx_model
+from flax_impl.cpu_tuned import CpuTunedConvnet, NnxCpuTunedConvnet
 from flax_impl.model import Convnet
 
 VARIANTS: dict[str, type[Convnet]] = {"idiomatic": Convnet, "cpu-tuned": CpuTunedConvnet}
+NNX_VARIANTS: dict[str, type[nnx_model.Convnet]] = {"idiomatic": nnx_model.Convnet, "cpu-tuned": NnxCpuTunedConvnet}
 DEFAULT_VARIANT = {"cpu": "cpu-tuned"}  # any other backend: "idiomatic"
 VARIANT_CHOICES = ("auto", *VARIANTS)
 
@@ -29,6 +34,10 @@ def resolve_variant(name: str, platform: str) -> str:
 
 def build_model(variant: str, kernel_size: int = 3, init: str = "torch") -> Convnet:
     return VARIANTS[variant](kernel_size, init)
+
+
+def build_nnx_model(variant: str, rngs: nnx.Rngs, kernel_size: int = 3, init: str = "torch") -> nnx_model.Convnet:
+    return NNX_VARIANTS[variant](kernel_size, init, rngs=rngs)
 
 
 def layer_outputs(model: nn.Module, variables, x) -> dict[str, jax.Array]:

@@ -50,9 +50,9 @@ def uninterrupted(tmp_path_factory, real_data):
     return runs
 
 
-def kill_after_first_epoch(framework: str, out: Path, sig: int) -> subprocess.CompletedProcess:
-    """Start a run, wait for its epoch-1 checkpoint, then signal it in the middle of epoch 2."""
-    proc = subprocess.Popen([sys.executable, "-m", f"{framework}_impl.train", *SMALL, "--out-dir", str(out)],
+def kill_after_first_epoch(framework: str, out: Path, sig: int, *flags: str) -> subprocess.CompletedProcess:
+    """Start a run (flags: SMALL unless given), wait for its epoch-1 checkpoint, then signal it in epoch 2."""
+    proc = subprocess.Popen([sys.executable, "-m", f"{framework}_impl.train", *(flags or SMALL), "--out-dir", str(out)],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None:
