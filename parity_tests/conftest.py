@@ -32,8 +32,9 @@ ACCURACY_SEEDS = list(range(8))  # seeds per framework in the one-epoch sweeps (
 
 @pytest.fixture(scope="session")
 def one_epoch_sweeps(real_data, tmp_path_factory):
-    """Each framework's sweep trainer, one epoch of seeds 0-7 on the real data: {name: sweep folder}.
-    Both sweep one seed after another on the CPU, so each seed is bit for bit its --seed run."""
+    """Each trainer's sweep, one epoch of seeds 0-7 on the real data: {"torch" | "flax" | "nnx": folder}
+    ("flax" is --api linen, the default). Each sweeps one seed after another on the CPU, so each seed
+    is bit for bit its --seed run."""
     import torch
 
     from common.config import TrainConfig
@@ -42,9 +43,10 @@ def one_epoch_sweeps(real_data, tmp_path_factory):
 
     sweeps = {}
     for name, module, device in (("torch", torch_sweep, torch.device("cpu")),
-                                 ("flax", flax_sweep, jax.devices("cpu")[0])):
+                                 ("flax", flax_sweep, jax.devices("cpu")[0]), ("nnx", flax_sweep, jax.devices("cpu")[0])):
         out = tmp_path_factory.mktemp(f"{name}-sweep")
-        config = TrainConfig(name, epochs=1, out_dir=str(out), quiet=True, seeds=ACCURACY_SEEDS)
+        framework, api = ("torch", "linen") if name == "torch" else ("flax", "nnx" if name == "nnx" else "linen")
+        config = TrainConfig(framework, epochs=1, out_dir=str(out), quiet=True, seeds=ACCURACY_SEEDS, api=api)
         module.train_seeds(config, real_data, device)
         sweeps[name] = out
     return sweeps

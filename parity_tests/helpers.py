@@ -8,9 +8,7 @@ import jax
 import torch
 
 from common.config import TrainConfig
-from flax_impl import training as flax_training
 from flax_impl.convert import torch_to_flax
-from flax_impl.variants import VARIANTS
 from torch_impl import training as torch_training
 
 # PARITY_DEVICE=gpu runs these tests on the GPU (benchmarks/gpu_check.sh does, for test_numerics):
@@ -18,16 +16,9 @@ from torch_impl import training as torch_training
 ON_GPU = os.environ.get("PARITY_DEVICE") == "gpu"
 TORCH_DEVICE = torch.device("cuda" if ON_GPU else "cpu")
 JAX_DEVICE = jax.devices()[0] if ON_GPU else jax.devices("cpu")[0]
-FLAX_VARIANTS = list(VARIANTS)  # every model a user can select with --variant
 
 
 def torch_model_and_flax_params(k: int = 3, seed: int = 0):
     """torch_impl's model as its trainer creates it (seeded init), and the same weights as Flax params."""
     model = torch_training.create_model(TrainConfig("torch", kernel_size=k, seed=seed), TORCH_DEVICE)
     return model, torch_to_flax(torch_training.state_dict_numpy(model))
-
-
-def flax_state(variant: str, k: int = 3, seed: int = 0, **config):
-    """flax_impl's train state as its trainer creates it, for one model variant."""
-    return flax_training.create_train_state(
-        TrainConfig("flax", kernel_size=k, seed=seed, variant=variant, **config), JAX_DEVICE)

@@ -33,12 +33,13 @@ def final(sweep_dir, key: str) -> list[float]:
             for s in ACCURACY_SEEDS]
 
 
+@pytest.mark.parametrize("twin", ["flax", "nnx"], ids=["linen", "nnx"])
 @pytest.mark.parametrize("key", ["test_accuracy", "train_loss"])
-def test_both_frameworks_reach_the_same_mean_after_one_epoch(one_epoch_sweeps, key):
-    torch_values, flax_values = final(one_epoch_sweeps["torch"], key), final(one_epoch_sweeps["flax"], key)
+def test_both_frameworks_reach_the_same_mean_after_one_epoch(one_epoch_sweeps, key, twin):
+    torch_values, flax_values = final(one_epoch_sweeps["torch"], key), final(one_epoch_sweeps[twin], key)
     st, sf, w = summarize(torch_values), summarize(flax_values), welch(torch_values, flax_values, LEVEL)
     print(f"\n{key} over seeds {ACCURACY_SEEDS[0]}-{ACCURACY_SEEDS[-1]}: torch {st['mean']:.4f} +- {st['std']:.4f}, "
-          f"flax {sf['mean']:.4f} +- {sf['std']:.4f}; flax - torch {w['diff']:+.4f} "
+          f"{twin} {sf['mean']:.4f} +- {sf['std']:.4f}; {twin} - torch {w['diff']:+.4f} "
           f"[{w['low']:+.4f}, {w['high']:+.4f}] ({100 * LEVEL:.0f}%, Welch)")
     if key == "test_accuracy":
         assert st["mean"] >= MIN_MEAN_ACCURACY and sf["mean"] >= MIN_MEAN_ACCURACY

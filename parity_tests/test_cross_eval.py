@@ -1,4 +1,5 @@
-"""(8) A checkpoint trained in one framework scores the same test loss and number of correct predictions in the other."""
+"""(8) A checkpoint trained in one framework (torch, Flax Linen, Flax NNX) scores the same test loss and
+number of correct predictions in another."""
 
 from __future__ import annotations
 
@@ -24,10 +25,12 @@ FLOAT_ORDER_MARGIN = 1e-4
 LOSS_RTOL = 1e-5  # measured: ~1e-7 apart over 10,000 test images
 
 
-def evaluate_in(framework: str, checkpoint, real_data) -> dict:
-    config = TrainConfig(framework, eval_only=True, checkpoint=str(checkpoint))
-    if framework == "torch":
+def evaluate_in(trainer: str, checkpoint, real_data) -> dict:
+    """--eval-only in torch_impl, or in flax_impl with --api linen ("flax") or --api nnx ("nnx")."""
+    if trainer == "torch":
+        config = TrainConfig("torch", eval_only=True, checkpoint=str(checkpoint))
         return torch_train.evaluate_checkpoint(config, real_data, torch.device("cpu"))
+    config = TrainConfig("flax", eval_only=True, checkpoint=str(checkpoint), api="nnx" if trainer == "nnx" else "linen")
     return flax_train.evaluate_checkpoint(config, real_data, jax.devices("cpu")[0])
 
 
@@ -47,7 +50,8 @@ def top2_margin(logits):
     return s[:, -1] - s[:, -2]
 
 
-@pytest.mark.parametrize("trained_in,evaluated_in", [("torch", "flax"), ("flax", "torch")])
+@pytest.mark.parametrize("trained_in,evaluated_in", [("torch", "flax"), ("flax", "torch"), ("torch", "nnx"),
+                                                     ("nnx", "torch"), ("nnx", "flax"), ("flax", "nnx")])
 def test_cross_framework_evaluation(one_epoch_runs, real_data, trained_in, evaluated_in, capsys):
     summary, out = one_epoch_runs[trained_in]
     result = evaluate_in(evaluated_in, out / "model.safetensors", real_data)

@@ -33,7 +33,7 @@ def torch_batches(monkeypatch, tmp_path, seed):
     return seen
 
 
-def flax_batches(monkeypatch, tmp_path, seed, k):
+def flax_batches(monkeypatch, tmp_path, seed, k, api):
     """Record each dispatch's index array and decode which samples the device gathers with it."""
     seen = []
     def spy_compile_all(state, images, labels, *args):
@@ -50,15 +50,16 @@ def flax_batches(monkeypatch, tmp_path, seed, k):
 
     monkeypatch.setattr(flax_train, "compile_all", spy_compile_all)
     config = TrainConfig("flax", epochs=EPOCHS, batch_size=BATCH, seed=seed, out_dir=str(tmp_path), quiet=True,
-                         steps_per_dispatch=k)
+                         steps_per_dispatch=k, api=api)
     flax_train.train_and_evaluate(config, synthetic_dataset(N, 20), jax.devices("cpu")[0])
     return seen
 
 
+@pytest.mark.parametrize("api", ["linen", "nnx"])
 @pytest.mark.parametrize("k", [1, 3])
-def test_identical_batches_for_a_seed(monkeypatch, tmp_path, k):
+def test_identical_batches_for_a_seed(monkeypatch, tmp_path, k, api):
     seen_t = torch_batches(monkeypatch, tmp_path / "t", seed=5)
-    seen_f = flax_batches(monkeypatch, tmp_path / "f", seed=5, k=k)
+    seen_f = flax_batches(monkeypatch, tmp_path / "f", seed=5, k=k, api=api)
     expected = [b for e in range(1, EPOCHS + 1) for b in train_batches(N, BATCH, seed=5, epoch=e)]
     assert [len(b) for b in seen_t] == [64, 64, 64, 64, 44] * EPOCHS
     assert len(seen_t) == len(seen_f) == len(expected)
@@ -67,6 +68,6 @@ def test_identical_batches_for_a_seed(monkeypatch, tmp_path, k):
         np.testing.assert_array_equal(f, e)
     # A different seed gives a different order in both trainers (so the check above is not vacuous).
     other_t = torch_batches(monkeypatch, tmp_path / "t2", seed=6)
-    other_f = flax_batches(monkeypatch, tmp_path / "f2", seed=6, k=k)
+    other_f = flax_batches(monkeypatch, tmp_path / "f2", seed=6, k=k, api=api)
     for other, seen in ((other_t, seen_t), (other_f, seen_f)):
         assert not any(np.array_equal(a, b) for a, b in zip(other, seen))

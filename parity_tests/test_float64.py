@@ -14,7 +14,8 @@ from data import to_float, train_batches
 from flax_impl import training as flax_training
 from flax_impl.convert import flax_to_torch
 from flax_impl.placement import as_placement
-from parity_tests.helpers import JAX_DEVICE, FLAX_VARIANTS, flax_state, torch_model_and_flax_params
+from parity_tests.helpers import JAX_DEVICE, torch_model_and_flax_params
+from parity_tests.jax_impls import JAX_IMPL_IDS, JAX_IMPLS
 from torch_impl import steps as torch_steps
 from torch_impl import training as torch_training
 
@@ -54,12 +55,11 @@ def torch_float64(recipe):
     return np.array(losses), torch_training.state_dict_numpy(model), flax_vars
 
 
-def flax_float64(variant, recipe, flax_vars):
+def flax_float64(impl, recipe, flax_vars):
     images, labels, batches = recipe
     with jax.enable_x64(True):
         params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), flax_vars["params"])
-        state = flax_state(variant)
-        state = state.replace(params=params, opt_state=state.tx.init(params))
+        state = impl.from_weights(params)  # the optimizer's state made for float64 weights
         x = jnp.asarray(images[..., None], jnp.float64)
         y = jnp.asarray(labels.astype(np.int32))
         placement = as_placement(JAX_DEVICE)
@@ -73,16 +73,16 @@ def flax_float64(variant, recipe, flax_vars):
     return np.array(losses), weights
 
 
-@pytest.mark.parametrize("variant", FLAX_VARIANTS)
-def test_float64_runs_of_both_trainers_agree_to_1e_12(recipe, torch_float64, variant):
+@pytest.mark.parametrize("impl", JAX_IMPLS, ids=JAX_IMPL_IDS)
+def test_float64_runs_of_both_trainers_agree_to_1e_12(recipe, torch_float64, impl):
     losses_t, weights_t, flax_vars = torch_float64
-    losses_f, weights_f = flax_float64(variant, recipe, flax_vars)
+    losses_f, weights_f = flax_float64(impl, recipe, flax_vars)
     assert all(w.dtype == np.float64 for w in weights_t.values()) and all(
         w.dtype == np.float64 for w in weights_f.values())
     loss_drift = np.abs(losses_t - losses_f)
     weight_drift = {k: float(np.linalg.norm(weights_t[k] - weights_f[k]) / np.linalg.norm(weights_t[k]))
                     for k in weights_t}
-    print(f"\nfloat64, {STEPS} steps, {variant}: loss drift max {loss_drift.max():.3g}; final weights, relative L2 "
+    print(f"\nfloat64, {STEPS} steps, {impl}: loss drift max {loss_drift.max():.3g}; final weights, relative L2 "
           + ", ".join(f"{k} {v:.3g}" for k, v in weight_drift.items()))
     assert losses_t[-1] < losses_t[0] - 0.5  # it trained
     assert loss_drift.max() <= LOSS_ATOL

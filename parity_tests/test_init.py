@@ -9,12 +9,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
+from flax import nnx
 
 from common.arch import state_dict_shapes
 from flax_impl.convert import flax_to_torch
 from flax_impl.model import Convnet as FlaxConvnet
+from flax_impl.nnx_model import Convnet as NnxConvnet
 from torch_impl.model import Convnet as TorchConvnet
-from torch_impl.train import state_dict_numpy
+from torch_impl.training import state_dict_numpy
 
 SEEDS = 12  # pooled, so even conv1's 32 biases give a few hundred draws
 SIGMAS = 5.0  # statistical tolerance: a false alarm has odds of about 1 in 3 million per check
@@ -33,10 +35,13 @@ def torch_draws() -> dict[str, np.ndarray]:
     return {k: np.concatenate([d[k].ravel() for d in draws]) for k in draws[0]}
 
 
-def flax_draws(init: str = "torch") -> dict[str, np.ndarray]:
+def flax_draws(init: str = "torch", api: str = "linen") -> dict[str, np.ndarray]:
     draws = []
     for seed in range(SEEDS):
-        variables = FlaxConvnet(3, init).init(jax.random.key(seed), jnp.zeros((1, 28, 28, 1)))
+        if api == "nnx":
+            variables = {"params": nnx.to_pure_dict(nnx.state(NnxConvnet(3, init, rngs=nnx.Rngs(seed)), nnx.Param))}
+        else:
+            variables = FlaxConvnet(3, init).init(jax.random.key(seed), jnp.zeros((1, 28, 28, 1)))
         draws.append(flax_to_torch(jax.device_get(variables)))
     return {k: np.concatenate([d[k].ravel() for d in draws]) for k in draws[0]}
 
@@ -55,20 +60,20 @@ def check_uniform(sample: np.ndarray, bound: float, what: str) -> None:
 
 @pytest.fixture(scope="module")
 def draws():
-    return torch_draws(), flax_draws("torch")
+    return {"torch": torch_draws(), "linen": flax_draws("torch"), "nnx": flax_draws("torch", "nnx")}
 
 
 @pytest.mark.parametrize("name", list(state_dict_shapes(3)))
-def test_both_frameworks_draw_from_torchs_default(draws, name):
+def test_every_framework_draws_from_torchs_default(draws, name):
     bound = 1 / math.sqrt(fan_in(name))
-    torch_sample, flax_sample = draws[0][name], draws[1][name]
-    check_uniform(torch_sample, bound, f"torch {name}")
-    check_uniform(flax_sample, bound, f"flax {name}")
+    for framework, sample in draws.items():
+        check_uniform(sample[name], bound, f"{framework} {name}")
 
 
-def test_flax_own_init_is_different():
+@pytest.mark.parametrize("api", ["linen", "nnx"])
+def test_flax_own_init_is_different(api):
     """--init flax is lecun_normal with zero biases: the check above must reject it."""
-    flax_own = flax_draws("flax")
+    flax_own = flax_draws("flax", api)
     assert np.all(flax_own["dense1.bias"] == 0)
     with pytest.raises(AssertionError):
         check_uniform(flax_own["dense1.weight"], 1 / math.sqrt(fan_in("dense1.weight")), "flax-init dense1")

@@ -13,7 +13,8 @@ from flax_impl import steps as flax_steps
 
 from flax_impl import training as flax_training
 from flax_impl.placement import as_placement
-from parity_tests.helpers import JAX_DEVICE, TORCH_DEVICE, FLAX_VARIANTS, flax_state, torch_model_and_flax_params
+from parity_tests.helpers import JAX_DEVICE, TORCH_DEVICE, torch_model_and_flax_params
+from parity_tests.jax_impls import JAX_IMPL_IDS, JAX_IMPLS
 from torch_impl import steps as torch_steps
 from torch_impl import training as torch_training
 
@@ -77,8 +78,8 @@ def test_loss_and_its_gradient_on_real_logits(real_batch):
 
 
 @pytest.mark.realdata
-@pytest.mark.parametrize("variant", FLAX_VARIANTS)
-def test_evaluation_reports_the_same_loss_accuracy_and_predictions(real_data, variant):
+@pytest.mark.parametrize("impl", JAX_IMPLS, ids=JAX_IMPL_IDS)
+def test_evaluation_reports_the_same_loss_accuracy_and_predictions(real_data, impl):
     """300 test images: the last of flax's evaluation batches is padded (300 = 2 x 128 + 44)."""
     n = 300
     assert n % flax_steps.EVAL_BATCH_SIZE and n % torch_steps.EVAL_BATCH_SIZE
@@ -87,7 +88,7 @@ def test_evaluation_reports_the_same_loss_accuracy_and_predictions(real_data, va
     x, y = torch_training.to_device(images, labels, TORCH_DEVICE)
     loss_t, correct_t, pred_t = torch_steps.evaluate(model, x, y)
 
-    state = flax_state(variant).replace(params=jax.device_put(flax_vars["params"]))
+    state = flax_training.with_params(impl.train_state(), jax.device_put(flax_vars["params"]))
     test_x, test_y = flax_training.device_arrays(images, labels, JAX_DEVICE, pad_to=flax_steps.EVAL_BATCH_SIZE)
     eval_fn = flax_training.compile_eval(state, test_x, test_y, as_placement(JAX_DEVICE))
     loss_f, correct_f, pred_f = flax_training.evaluate(eval_fn, state, test_x, test_y, n)

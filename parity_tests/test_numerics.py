@@ -1,5 +1,5 @@
 """(3) Forward and (4) gradients: the same weights give the same logits, loss and gradients, in every
-model variant a user can select and at every supported kernel size."""
+model a user can select (--api, --variant) and at every supported kernel size."""
 
 from __future__ import annotations
 
@@ -12,11 +12,10 @@ import torch.nn.functional as F
 
 from common.arch import VALID_KERNEL_SIZES
 from data import to_float
-from flax_impl import steps as flax_steps
 from flax_impl.convert import flax_to_torch
 from flax_impl.cpu_tuned import conv2d
-from flax_impl.variants import build_model, layer_outputs
-from parity_tests.helpers import FLAX_VARIANTS, TORCH_DEVICE, torch_model_and_flax_params
+from parity_tests.helpers import TORCH_DEVICE, torch_model_and_flax_params
+from parity_tests.jax_impls import JAX_IMPL_IDS, JAX_IMPLS
 from torch_impl import steps as torch_steps
 
 pytestmark = pytest.mark.realdata
@@ -35,17 +34,16 @@ def to_nchw(a):
     return a.transpose(0, 3, 1, 2) if a.ndim == 4 else a
 
 
-@pytest.mark.parametrize("variant", FLAX_VARIANTS)
+@pytest.mark.parametrize("impl", JAX_IMPLS, ids=JAX_IMPL_IDS)
 @pytest.mark.parametrize("k", [3, 5])
-def test_same_logits_and_predictions_on_real_test_images(real_data, k, variant):
+def test_same_logits_and_predictions_on_real_test_images(real_data, k, impl):
     torch_model, flax_vars = torch_model_and_flax_params(k, seed=1)
     x = to_float(real_data.test_images[:1000])
     with torch.no_grad():
         t = {n: a.cpu() for n, a in torch_model.layer_outputs(torch.from_numpy(x)[:, None].to(TORCH_DEVICE)).items()}
-    model = build_model(variant, k)
-    f = layer_outputs(model, flax_vars, jnp.asarray(x[..., None]))
-    # Recorded from the model's own forward pass: the last layer is what apply returns.
-    np.testing.assert_array_equal(f["dense2"], model.apply(flax_vars, jnp.asarray(x[..., None])))
+    f = impl.layer_outputs(flax_vars["params"], jnp.asarray(x[..., None]), k)
+    # Recorded from the model's own forward pass: the last layer is what the model returns.
+    np.testing.assert_array_equal(f["dense2"], impl.logits(flax_vars["params"], jnp.asarray(x[..., None]), k))
     # Layer by layer, so a drift names the layer that causes it (e.g. the flatten order).
     for name in t:
         diff = np.abs(t[name].numpy() - to_nchw(f[name])).max()
@@ -53,9 +51,9 @@ def test_same_logits_and_predictions_on_real_test_images(real_data, k, variant):
     np.testing.assert_array_equal(t["dense2"].numpy().argmax(1), np.asarray(f["dense2"]).argmax(1))
 
 
-@pytest.mark.parametrize("variant", FLAX_VARIANTS)
+@pytest.mark.parametrize("impl", JAX_IMPLS, ids=JAX_IMPL_IDS)
 @pytest.mark.parametrize("k", VALID_KERNEL_SIZES)
-def test_same_loss_and_gradients_on_a_real_batch(real_batch, k, variant):
+def test_same_loss_and_gradients_on_a_real_batch(real_batch, k, impl):
     """Each trainer's own loss function, differentiated by its own framework."""
     images, labels = real_batch
     torch_model, flax_vars = torch_model_and_flax_params(k, seed=2)
@@ -64,30 +62,18 @@ def test_same_loss_and_gradients_on_a_real_batch(real_batch, k, variant):
     loss_t.backward()
     grads_t = {n: p.grad.cpu().numpy() for n, p in torch_model.named_parameters()}
 
-    model = build_model(variant, k)
-
-    def loss_fn(params):
-        logits = model.apply({"params": params}, jnp.asarray(images[..., None]))
-        return flax_steps.cross_entropy(logits, jnp.asarray(labels)).mean()
-
-    loss_f, grads = jax.value_and_grad(loss_fn)(flax_vars["params"])
+    loss_f, grads = impl.loss_and_grads(flax_vars["params"], jnp.asarray(images[..., None]), jnp.asarray(labels), k)
     assert abs(float(loss_f) - loss_t.item()) <= 1e-6 * abs(loss_t.item())
     grads_f = flax_to_torch({"params": jax.device_get(grads)})  # into torch's layout and names
     assert set(grads_f) == set(grads_t)
     for name, gt in grads_t.items():
         rel = np.abs(grads_f[name] - gt).max() / np.abs(gt).max()
-        bound = XLA_CPU_CONV1_WGRAD_RTOL if (variant, name) == ("idiomatic", "conv1.weight") else GRAD_RTOL
+        bound = XLA_CPU_CONV1_WGRAD_RTOL if (impl.variant, name) == ("idiomatic", "conv1.weight") else GRAD_RTOL
         assert rel <= bound, f"k={k} {name}: relative gradient difference {rel:.3g}"
 
 
-def model_pool(variant: str):
-    """The pool the model itself calls (its `pool` method), as a function of the input."""
-    model = build_model(variant)
-    return lambda x: model.apply({}, x, method="pool")
-
-
-@pytest.mark.parametrize("variant", FLAX_VARIANTS)
-def test_max_pool_routes_gradient_like_torch_on_ties(variant):
+@pytest.mark.parametrize("impl", JAX_IMPLS, ids=JAX_IMPL_IDS)
+def test_max_pool_routes_gradient_like_torch_on_ties(impl):
     """Exact ties are common (flat background gives equal activations): torch sends the whole
     gradient to the first maximum of each window; each variant's pool must do the same, bit for
     bit. (The whole-model gradient test cannot see this: tied windows mostly sit on identical
@@ -95,7 +81,7 @@ def test_max_pool_routes_gradient_like_torch_on_ties(variant):
     rng = np.random.default_rng(0)
     x = np.round(rng.random((4, 11, 11, 3)) * 2).astype(np.float32)  # values in {0, 1, 2}: many ties
     g = rng.random((4, 5, 5, 3)).astype(np.float32)
-    y, vjp = jax.vjp(model_pool(variant), jnp.asarray(x))
+    y, vjp = jax.vjp(impl.pool, jnp.asarray(x))  # the pool the model itself calls
     (dx,) = vjp(jnp.asarray(g))
     tx = torch.tensor(x.transpose(0, 3, 1, 2), requires_grad=True)
     ty = F.max_pool2d(tx, 2)

@@ -13,11 +13,13 @@ from common.config import TrainConfig
 from flax_impl import steps as flax_steps
 from flax_impl import training as flax_training
 from flax_impl.convert import flax_to_torch, torch_to_flax
-from parity_tests.helpers import flax_state, torch_model_and_flax_params
+from parity_tests.helpers import torch_model_and_flax_params
+from parity_tests.jax_impls import LinenImpl, NnxImpl
 from torch_impl import steps as torch_steps
 from torch_impl import training as torch_training
 
 LR = 1e-3
+OPTIMIZERS = [LinenImpl("idiomatic"), NnxImpl("idiomatic")]  # the variant does not touch the optimizer
 # torch.optim.Adam's defaults, as the names of its param_group.
 TORCH_EXPECTED = {"lr": LR, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0, "amsgrad": False,
                   "maximize": False, "decoupled_weight_decay": False}
@@ -100,12 +102,14 @@ def gradient_sequence(model, real_data) -> list[dict[str, np.ndarray]]:
 
 
 @pytest.mark.realdata
-def test_same_updates_and_moments_step_after_step(real_data):
+@pytest.mark.parametrize("impl", OPTIMIZERS, ids=[impl.api for impl in OPTIMIZERS])
+def test_same_updates_and_moments_step_after_step(real_data, impl):
+    """Each API's own optimizer step: TrainState.apply_gradients (Linen), nnx.Optimizer.update (NNX)."""
     model, flax_vars = torch_model_and_flax_params(seed=4)
     grads = gradient_sequence(model, real_data)
     optimizer = torch_steps.make_optimizer(model, LR)
-    state = flax_state("idiomatic", lr=LR).replace(params=jax.device_put(flax_vars["params"]))
-    apply = jax.jit(lambda state, grads: state.apply_gradients(grads=grads))
+    state = impl.from_weights(jax.device_put(flax_vars["params"]), lr=LR)
+    apply = impl.apply_gradients
     for step, g in enumerate(grads, start=1):
         before_t = {k: v.copy() for k, v in torch_training.state_dict_numpy(model).items()}  # numpy() shares memory
         before_f = flax_to_torch(jax.device_get({"params": state.params}))

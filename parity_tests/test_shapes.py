@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from common.arch import layer_shapes
-from flax_impl.variants import build_model, layer_outputs
-from parity_tests.helpers import FLAX_VARIANTS, torch_model_and_flax_params
+from parity_tests.helpers import torch_model_and_flax_params
+from parity_tests.jax_impls import JAX_IMPL_IDS, JAX_IMPLS
 
 LAYER_ORDER = ["conv1", "pool1", "conv2", "pool2", "flatten", "dense1", "dense2"]
 
@@ -17,14 +17,14 @@ def nhwc_to_nchw(shape: tuple) -> tuple:
     return (shape[0], shape[3], shape[1], shape[2]) if len(shape) == 4 else tuple(shape)
 
 
-@pytest.mark.parametrize("variant", FLAX_VARIANTS)
+@pytest.mark.parametrize("impl", JAX_IMPLS, ids=JAX_IMPL_IDS)
 @pytest.mark.parametrize("k", [3, 5, 7])
-def test_every_layer_has_the_same_shape(k, variant):
+def test_every_layer_has_the_same_shape(k, impl):
     torch_model, flax_vars = torch_model_and_flax_params(k)
     x = np.random.default_rng(k).random((4, 28, 28), dtype=np.float32)
     with torch.no_grad():
         t = torch_model.layer_outputs(torch.from_numpy(x)[:, None])
-    f = layer_outputs(build_model(variant, k), flax_vars, x[..., None])
+    f = impl.layer_outputs(flax_vars["params"], x[..., None], k)
     expected = layer_shapes(k, batch=4)
     assert list(t) == list(f) == list(expected) == LAYER_ORDER
     for name in LAYER_ORDER:

@@ -14,7 +14,8 @@ from common.config import TrainConfig
 from flax_impl import train as flax_train
 from flax_impl import training as flax_training
 from flax_impl.convert import flax_to_torch
-from parity_tests.helpers import JAX_DEVICE, TORCH_DEVICE, FLAX_VARIANTS, flax_state
+from parity_tests.helpers import JAX_DEVICE, TORCH_DEVICE
+from parity_tests.jax_impls import JAX_IMPL_IDS, JAX_IMPLS, LinenImpl, NnxImpl
 from torch_impl import train as torch_train
 from torch_impl import training as torch_training
 
@@ -43,9 +44,10 @@ def same_start(tmp_path_factory):
     return path
 
 
-def run(framework: str, dataset, out, init_weights, variant: str | None = None) -> list[dict]:
+def run(framework: str, dataset, out, init_weights, impl=None) -> list[dict]:
     config = TrainConfig(framework, epochs=EPOCHS, seed=0, out_dir=str(out), quiet=True,
-                         init_weights=str(init_weights), variant=variant or TrainConfig.variant)
+                         init_weights=str(init_weights), api=impl.api if impl else TrainConfig.api,
+                         variant=impl.variant if impl else TrainConfig.variant)
     if framework == "torch":
         torch_train.train_and_evaluate(config, dataset, TORCH_DEVICE)
     else:
@@ -59,10 +61,10 @@ def torch_metrics(real_data, same_start, tmp_path_factory):
 
 
 @pytest.mark.realdata
-@pytest.mark.parametrize("variant", FLAX_VARIANTS)
-def test_every_metrics_field_agrees_over_several_epochs(real_data, same_start, torch_metrics, variant,
+@pytest.mark.parametrize("impl", JAX_IMPLS, ids=JAX_IMPL_IDS)
+def test_every_metrics_field_agrees_over_several_epochs(real_data, same_start, torch_metrics, impl,
                                                        tmp_path):
-    flax_metrics = run("flax", real_data.subset(TRAIN, TEST), tmp_path, same_start, variant)
+    flax_metrics = run("flax", real_data.subset(TRAIN, TEST), tmp_path, same_start, impl)
     assert len(torch_metrics) == len(flax_metrics) == EPOCHS
     worst = {k: 0.0 for k in BOUNDS}
     for t, f in zip(torch_metrics, flax_metrics):
@@ -70,7 +72,7 @@ def test_every_metrics_field_agrees_over_several_epochs(real_data, same_start, t
         assert t["epoch"] == f["epoch"]
         for k in BOUNDS:
             worst[k] = max(worst[k], abs(t[k] - f[k]))
-    print(f"\n{variant}: largest differences over {EPOCHS} epochs: " + ", ".join(f"{k} {v:.4g}" for k, v in worst.items()))
+    print(f"\n{impl}: largest differences over {EPOCHS} epochs: " + ", ".join(f"{k} {v:.4g}" for k, v in worst.items()))
     assert torch_metrics[-1]["train_loss"] < torch_metrics[0]["train_loss"]  # it kept learning after epoch 1
     for k, bound in BOUNDS.items():
         assert worst[k] <= bound, f"{k}: torch and flax {worst[k]:.4g} apart, bound {bound}"
@@ -80,34 +82,36 @@ def torch_init(seed: int) -> dict[str, np.ndarray]:
     return torch_training.state_dict_numpy(torch_training.create_model(TrainConfig("torch", seed=seed), TORCH_DEVICE))
 
 
-def flax_init(seed: int, variant: str) -> dict[str, np.ndarray]:
-    return flax_to_torch(jax.device_get({"params": flax_state(variant, seed=seed).params}))
+def flax_init(seed: int, impl) -> dict[str, np.ndarray]:
+    return flax_to_torch(jax.device_get({"params": impl.train_state(seed=seed).params}))
 
 
-@pytest.mark.parametrize("variant", FLAX_VARIANTS)
-def test_the_seed_sets_the_initial_weights_in_both_trainers(variant):
-    for init in (torch_init, lambda seed: flax_init(seed, variant)):
+@pytest.mark.parametrize("impl", JAX_IMPLS, ids=JAX_IMPL_IDS)
+def test_the_seed_sets_the_initial_weights_in_both_trainers(impl):
+    for init in (torch_init, lambda seed: flax_init(seed, impl)):
         a, again, other = init(0), init(0), init(1)
         for name in a:
             np.testing.assert_array_equal(a[name], again[name])
             assert not np.array_equal(a[name], other[name]), f"{name}: seeds 0 and 1 give the same weights"
 
 
-def test_both_variants_draw_the_same_initial_weights():
+@pytest.mark.parametrize("impl_class", [LinenImpl, NnxImpl], ids=["linen", "nnx"])
+def test_both_variants_draw_the_same_initial_weights(impl_class):
     """--variant changes how the model computes, never where training starts."""
-    idiomatic, tuned = flax_init(5, "idiomatic"), flax_init(5, "cpu-tuned")
+    idiomatic, tuned = flax_init(5, impl_class("idiomatic")), flax_init(5, impl_class("cpu-tuned"))
     for name in idiomatic:
         np.testing.assert_array_equal(idiomatic[name], tuned[name])
 
 
-def test_init_weights_replace_the_seeded_draw_in_both_trainers(same_start):
+@pytest.mark.parametrize("api", ["linen", "nnx"])
+def test_init_weights_replace_the_seeded_draw_in_both_trainers(same_start, api):
     from common.checkpoint import load_weights
 
     want = load_weights(same_start, 3)
     t = torch_training.state_dict_numpy(torch_training.create_model(
         TrainConfig("torch", seed=3, init_weights=str(same_start)), TORCH_DEVICE))
     f = flax_to_torch(jax.device_get({"params": flax_training.create_train_state(
-        TrainConfig("flax", seed=3, init_weights=str(same_start)), JAX_DEVICE).params}))
+        TrainConfig("flax", seed=3, api=api, init_weights=str(same_start)), JAX_DEVICE).params}))
     for name in want:
         np.testing.assert_array_equal(t[name], want[name])
         np.testing.assert_array_equal(f[name], want[name])

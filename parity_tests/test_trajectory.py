@@ -13,7 +13,8 @@ from data import train_batches
 from flax_impl import training as flax_training
 from flax_impl.convert import flax_to_torch
 from flax_impl.placement import as_placement
-from parity_tests.helpers import JAX_DEVICE, TORCH_DEVICE, FLAX_VARIANTS, flax_state, torch_model_and_flax_params
+from parity_tests.helpers import JAX_DEVICE, TORCH_DEVICE, torch_model_and_flax_params
+from parity_tests.jax_impls import JAX_IMPL_IDS, JAX_IMPLS
 from torch_impl import steps as torch_steps
 from torch_impl import training as torch_training
 
@@ -46,9 +47,9 @@ def torch_trajectory(model, images, labels, batches):
     return np.array(losses), torch_training.state_dict_numpy(model)
 
 
-def flax_trajectory(variant, params, images, labels, batches):
+def flax_trajectory(impl, params, images, labels, batches):
     """The trainer's own train state and compiled step (its XLA options included)."""
-    state = flax_state(variant).replace(params=jax.device_put(params["params"]))
+    state = impl.from_weights(jax.device_put(params["params"]))
     x, y = flax_training.device_arrays(images, labels, JAX_DEVICE)
     placement = as_placement(JAX_DEVICE)
     step = flax_training.compile_train_steps(state, x, y, (1, 64), placement)
@@ -59,13 +60,13 @@ def flax_trajectory(variant, params, images, labels, batches):
     return np.array(losses), flax_to_torch(jax.device_get({"params": state.params}))
 
 
-@pytest.mark.parametrize("variant", FLAX_VARIANTS)
-def test_100_adam_steps_track_each_other(real_data, variant):
+@pytest.mark.parametrize("impl", JAX_IMPLS, ids=JAX_IMPL_IDS)
+def test_100_adam_steps_track_each_other(real_data, impl):
     n = len(real_data.train_labels)
     batches = [b for _, b in zip(range(STEPS), train_batches(n, 64, seed=0, epoch=1))]
     torch_model, flax_params = torch_model_and_flax_params(3, seed=3)
     losses_t, weights_t = torch_trajectory(torch_model, real_data.train_images, real_data.train_labels, batches)
-    losses_f, weights_f = flax_trajectory(variant, flax_params, real_data.train_images, real_data.train_labels,
+    losses_f, weights_f = flax_trajectory(impl, flax_params, real_data.train_images, real_data.train_labels,
                                           batches)
     loss_drift = np.abs(losses_t - losses_f)
     weight_drift = {k: float(np.linalg.norm(weights_t[k] - weights_f[k]) / np.linalg.norm(weights_t[k]))
