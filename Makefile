@@ -28,10 +28,12 @@ lock:
 test: install
 	$(PY) -m pytest
 
+# The three trainers at the reference settings (torch, Flax Linen, Flax NNX), then one comparison.
 train: install
 	$(PY) -m torch_impl.train --out-dir runs/torch --overwrite
 	$(PY) -m flax_impl.train --out-dir runs/flax --overwrite
-	$(PY) -m common.compare runs/torch runs/flax --out runs/comparison
+	$(PY) -m flax_impl.train --api nnx --out-dir runs/nnx --overwrite
+	$(PY) -m common.compare runs/torch runs/flax runs/nnx --out runs/comparison
 
 # A seed sweep per trainer and their comparison as distributions (mean +- std per epoch, Welch's 95%
 # interval for the difference of the means, banded curves): runs/seeds/{torch,flax}/ (a folder per

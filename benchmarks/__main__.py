@@ -35,7 +35,7 @@ def rows_for(accelerator: bool, with_compile: bool, devices: int) -> list[tuple[
                  ("torch_impl + torch.compile", "torch-compile", [], {}),
                  ("torch_impl + torch.compile(mode=\"reduce-overhead\") (CUDA graphs of the compiled step)",
                   "torch-compile-cudagraphs", [], {}),
-                 ("torch_impl, whole step in one CUDA graph, capturable Adam (its default on CUDA)", "torch-graph",
+                 ("torch_impl, whole step in one CUDA graph, capturable Adam (--cuda-graph on)", "torch-graph",
                   [], {})]
     else:
         rows += [("torch_impl", "torch", [], {}),
@@ -52,10 +52,21 @@ def rows_for(accelerator: bool, with_compile: bool, devices: int) -> list[tuple[
         (f"flax_impl --variant cpu-tuned (custom-VJP ops), {per} per dispatch", "flax",
          ["--variant", "cpu-tuned", "--k", k], {}),
     ]
-    if accelerator:
-        rows.append(("flax_impl (default variant), scan of 128 steps per dispatch", "flax", ["--k", "128"], {}))
-    else:
-        rows.append(("flax_impl (default variant), scan of 16 steps per dispatch", "flax", ["--k", "16"], {}))
+    fused = "128" if accelerator else "16"
+    rows.append((f"flax_impl (default variant), scan of {fused} steps per dispatch", "flax", ["--k", fused], {}))
+    # The NNX twin (--api nnx) with the same compiler options and dispatch as each Linen row above,
+    # and its step as a reader writes it (nnx.jit, one call per batch), which the trainer does not run.
+    nnx = ["--api", "nnx"]
+    rows += [
+        (f"flax_impl --api nnx --variant idiomatic (nnx.Conv, nnx.max_pool), {per} per dispatch", "flax",
+         [*nnx, "--variant", "idiomatic", "--k", k], {}),
+        (f"flax_impl --api nnx --variant cpu-tuned (custom-VJP ops), {per} per dispatch", "flax",
+         [*nnx, "--variant", "cpu-tuned", "--k", k], {}),
+        (f"flax_impl --api nnx (default variant), scan of {fused} steps per dispatch", "flax",
+         [*nnx, "--k", fused], {}),
+        ("flax_impl --api nnx (default variant), the reader's loop: nnx.jit train_step, one call per batch",
+         "nnx-jit", [], {}),
+    ]
     if devices > 1:  # 1 vs N devices: GPUs where there are several, else host devices / processes on the CPU
         k = ["--k", "64"] if accelerator else ["--k", "1"]
         rows.append((f"torch_impl DDP, {devices} processes", "torch", [], {"torchrun": devices}))
@@ -179,6 +190,19 @@ def main(argv=None) -> int:
         variant_line = (f"Model variants, same compiler options and dispatch: cpu-tuned runs at {ratio:.2f}x the "
                         f"idiomatic model here; the faster is {fast}.")
         print(variant_line, flush=True)
+    nnx_pairs = [(f"--variant {v}", find(f"flax_impl --api nnx --variant {v}"), variants[v])
+                 for v in ("idiomatic", "cpu-tuned")]
+    nnx_pairs.append(("default variant", find("flax_impl --api nnx (default variant), scan"),
+                      find("flax_impl (default variant)")))
+    nnx_pairs.append(("default variant, nnx.jit per batch against the fused steps",
+                      find("flax_impl --api nnx (default variant), the reader's loop"),
+                      find("flax_impl --api nnx (default variant), scan")))
+    nnx_ratios = [f"{what} {a['samples_per_second'] / b['samples_per_second']:.2f}x" for what, a, b in nnx_pairs
+                  if a and b]
+    if nnx_ratios:
+        nnx_line = "NNX against Linen, the same dispatch (samples/s): " + "; ".join(nnx_ratios) + "."
+        print(nnx_line, flush=True)
+        variant_line = f"{variant_line} {nnx_line}".strip()
     torch_impl_rows = [r for r in results if r["label"].startswith("torch_impl") and "error" not in r]
     flax_default = find("flax_impl (default variant)")
     if torch_impl_rows and flax_default:  # the fair comparison: against PyTorch at its best here

@@ -31,6 +31,7 @@ ROWS = {
     "torch": "torch_impl",
     "flax-warm": "flax_impl, warm compilation cache",
     "flax-cold": "flax_impl, cold compilation cache",
+    "nnx-warm": "flax_impl --api nnx, warm compilation cache",
     "original": "original example (benchmarks/original_example.py)",
 }
 
@@ -40,8 +41,9 @@ def command(row: str, epochs: int, device: str, out: Path) -> list[str]:
         return [sys.executable, str(REPO / "benchmarks" / "original_example.py"), "--epochs", str(epochs),
                 "--device", device, "--out", str(out / "predictions.png")]
     module = "torch_impl.train" if row == "torch" else "flax_impl.train"
+    api = ["--api", "nnx"] if row.startswith("nnx") else []
     return [sys.executable, "-m", module, "--epochs", str(epochs), "--device", device, "--out-dir", str(out),
-            "--overwrite", "--quiet"]
+            "--overwrite", "--quiet", *api]
 
 
 def run_once(row: str, epochs: int, device: str, work: Path, warm_cache: Path) -> dict:
@@ -49,7 +51,7 @@ def run_once(row: str, epochs: int, device: str, work: Path, warm_cache: Path) -
     out = Path(tempfile.mkdtemp(prefix=f"{row}-{epochs}-", dir=work))
     env = dict(os.environ)
     cold_cache = None
-    if row == "flax-warm":
+    if row in ("flax-warm", "nnx-warm"):
         env["FASHION_PARITY_JAX_CACHE"] = str(warm_cache)
     elif row == "flax-cold":
         cold_cache = Path(tempfile.mkdtemp(prefix="cold-cache-", dir=work))  # empty: every program compiles
@@ -160,6 +162,10 @@ def report(results: dict[tuple[str, int], list[dict]], device: str, env: dict, a
             lines.append(f"Warm-cache compile at {e} epoch(s): {warm[e]['phases']['compile']:.2f} s, "
                          f"{100 * warm[e]['phases']['compile'] / cold[e]['phases']['compile']:.1f}% of the cold "
                          f"{cold[e]['phases']['compile']:.2f} s.")
+    nnx = {s["epochs"]: s for s in summary if s["row"] == "nnx-warm"}
+    for e in sorted(set(warm) & set(nnx)):
+        lines += ["", f"--api nnx against Linen at {e} epoch(s), warm caches: {nnx[e]['median_seconds']:.2f} s against "
+                      f"{warm[e]['median_seconds']:.2f} s, {nnx[e]['median_seconds'] / warm[e]['median_seconds']:.2f}x."]
     lines += epoch_share_lines(summary)
     table = "\n".join(lines) + "\n"
     data = {**env, "device": device, "rows": summary, "args": vars(args)}

@@ -138,8 +138,19 @@ def flax_rows(name: str, device_name: str, args):
     ds = load_fashion_mnist()
     x_all, y_all = flax_training.device_arrays(ds.train_images, ds.train_labels, placement)
     # Every variant through the trainer's own state, compiled step and compiler options.
-    config = TrainConfig("flax", variant=args.variant)
+    config = TrainConfig("flax", variant=args.variant, api="nnx" if name == "nnx-jit" else args.api)
     state = flax_training.create_train_state(config, placement)
+    if name == "nnx-jit":  # the NNX step as a reader writes it: nnx.jit, one call per batch, objects in place
+        from flax_impl import nnx_steps
+
+        model, optimizer = state.merge()
+        sink = []
+
+        def run_reader_step(idx):
+            sink[:] = [nnx_steps.train_step(model, optimizer, {"images": x_all[idx], "labels": y_all[idx]})]
+
+        return time_steps(run_reader_step, endless_batches(len(ds.train_labels)), args.warmup, args.steps,
+                          args.repeats, lambda: jax.block_until_ready(sink)), placement
     k = args.k or flax_training.steps_per_dispatch(config, placement.platform)
     holder = {"state": state, "totals": flax_training.zero_totals(placement)}
     step = None
@@ -215,6 +226,7 @@ def main(argv=None) -> int:
     parser.add_argument("--k", type=int, default=0, help="flax: steps per dispatch (0 = per backend)")
     parser.add_argument("--devices", type=int, default=1, help="flax: data-parallel over this many devices")
     parser.add_argument("--variant", default="auto", help="flax: model variant (auto, idiomatic, cpu-tuned)")
+    parser.add_argument("--api", default="linen", help="flax: linen or nnx")
     parser.add_argument("--size", type=int, default=2048, help="ceiling: matmul size")
     args = parser.parse_args(argv)
     if args.row.startswith("ceiling-"):

@@ -1,6 +1,7 @@
-"""Side-by-side report of two run folders: `python -m common.compare RUN_A RUN_B --out runs/comparison`.
+"""Side-by-side report of run folders: `python -m common.compare RUN_A RUN_B [RUN ...] --out runs/comparison`.
 
-Writes OUT.md (per-epoch table and a summary) and OUT.png (both learning curves overlaid). Given
+Writes OUT.md (a summary and a per-epoch table, a column per run, differences against the first)
+and OUT.png (every run's learning curves overlaid). Given
 two seed sweeps (folders with seeds.json, from --seeds), it compares distributions instead: per
 framework the mean +- std over seeds of each metric per epoch, the difference of the means with
 Welch's 95% confidence interval, and learning curves with a band for each framework.
@@ -20,10 +21,22 @@ from common.stats import welch
 from common.summary import summarize
 
 
+def trainer_name(run: dict) -> str:
+    """torch, flax (Linen) or flax-nnx: the trainer and, for flax_impl, its API when not the default."""
+    config = run["config"]
+    name = config.get("framework", "?")
+    return f"{name}-{config['api']}" if name == "flax" and config.get("api", "linen") != "linen" else name
+
+
+def labels(runs: list[dict]) -> list[str]:
+    """Each run's trainer name, or its folder name where two runs share a trainer."""
+    names = [trainer_name(r) for r in runs]
+    return names if len(set(names)) == len(names) else [Path(r["dir"]).name for r in runs]
+
+
 def _label(run: dict, other: dict) -> str:
     """The framework name, or the folder name where both runs share a framework."""
-    a, b = run["config"].get("framework", "?"), other["config"].get("framework", "?")
-    return a if a != b else Path(run["dir"]).name
+    return labels([run, other])[0]
 
 
 def _fmt_seconds(value) -> str:
@@ -40,59 +53,68 @@ def differences(a: dict, b: dict) -> list[str]:
     return [f"{k} {ca.get(k)} vs {cb.get(k)}" for k in COMPARABLE if ca.get(k) != cb.get(k)]
 
 
-def comparison_markdown(a: dict, b: dict, differ: list[str] | None = None) -> str:
-    la, lb = _label(a, b), _label(b, a)
-    lines = [f"# {la} vs {lb}", "", f"Runs: `{a['dir']}` and `{b['dir']}`.", ""]
-    sa, sb = a["summary"], b["summary"]
-    ca, cb = a["config"], b["config"]
+def _against_first(value: float, first: float, pct: bool = False) -> str:
+    """A run's value and, in brackets, its difference from the first run's."""
+    if pct:
+        return f"{100 * value:.2f}% ({100 * (value - first):+.2f})"
+    return f"{value:.4f} ({value - first:+.4f})"
+
+
+def comparison_markdown(runs: list[dict], differ: dict[int, list[str]] | None = None) -> str:
+    """Any number of runs side by side, a column each, with differences against the first."""
+    names = labels(runs)
+    first = runs[0]
+    summaries, configs = [r["summary"] for r in runs], [r["config"] for r in runs]
+    lines = [f"# {' vs '.join(names)}", "", "Runs: " + ", ".join(f"`{r['dir']}`" for r in runs) + ".", ""]
+    if len(runs) > 2:
+        lines += [f"Differences, in brackets, are against the first run ({names[0]}).", ""]
+
+    def row(name, cells):
+        return f"| {name} | " + " | ".join(cells) + " |"
+
+    fs = summaries[0]
     rows = [
-        ("test accuracy", f"{100 * sa['test_accuracy']:.2f}%", f"{100 * sb['test_accuracy']:.2f}%"),
-        ("test correct", f"{sa['test_correct']}", f"{sb['test_correct']}"),
-        ("test loss", f"{sa['test_loss']:.4f}", f"{sb['test_loss']:.4f}"),
-        ("seconds per epoch (mean)", f"{sa['mean_epoch_seconds']:.2f}", f"{sb['mean_epoch_seconds']:.2f}"),
-        ("compile seconds", _fmt_seconds(sa.get("compile_seconds")), _fmt_seconds(sb.get("compile_seconds"))),
-        ("total seconds", f"{sa['total_seconds']:.1f}", f"{sb['total_seconds']:.1f}"),
-        ("parameters", f"{sa['parameters']:,}", f"{sb['parameters']:,}"),
-        ("device", sa["device"], sb["device"]),
-        ("versions", ", ".join(f"{k} {v}" for k, v in ca.get("versions", {}).items()),
-         ", ".join(f"{k} {v}" for k, v in cb.get("versions", {}).items())),
+        ("test accuracy", [f"{100 * fs['test_accuracy']:.2f}%"] + [_against_first(s["test_accuracy"], fs["test_accuracy"], True)
+                                                                  for s in summaries[1:]]),
+        ("test correct", [f"{s['test_correct']}" for s in summaries]),
+        ("test loss", [f"{fs['test_loss']:.4f}"] + [_against_first(s["test_loss"], fs["test_loss"]) for s in summaries[1:]]),
+        ("seconds per epoch (mean)", [f"{s['mean_epoch_seconds']:.2f}" for s in summaries]),
+        ("compile seconds", [_fmt_seconds(s.get("compile_seconds")) for s in summaries]),
+        ("total seconds", [f"{s['total_seconds']:.1f}" for s in summaries]),
+        ("parameters", [f"{s['parameters']:,}" for s in summaries]),
+        ("device", [s["device"] for s in summaries]),
+        ("versions", [", ".join(f"{k} {v}" for k, v in c.get("versions", {}).items()) for c in configs]),
         ("epochs, batch, lr, kernel, seed",
-         *(f"{c['epochs']}, {c['batch_size']}, {c['lr']}, {c['kernel_size']}, {c['seed']}" for c in (ca, cb))),
+         [f"{c['epochs']}, {c['batch_size']}, {c['lr']}, {c['kernel_size']}, {c['seed']}" for c in configs]),
     ]
-    lines += [f"| | {la} | {lb} |", "|---|---|---|"] + [f"| {name} | {x} | {y} |" for name, x, y in rows]
-    differ = differences(a, b) if differ is None else differ
-    if differ:
-        lines += ["", f"**Not comparable run for run: the runs differ in {', '.join(differ)}.** No speed ratio is "
-                      "given; accuracies and curves are shown as they are.", ""]
-    else:
-        speed = sa["mean_epoch_seconds"] / sb["mean_epoch_seconds"]
-        lines += ["", f"{lb} trains {speed:.2f}x as fast as {la} per epoch (mean epoch seconds, compile excluded).",
-                  ""]
-    ta, tb = a["timings"].get("epoch_seconds", []), b["timings"].get("epoch_seconds", [])
-    lines += [
-        "## Per epoch",
-        "",
-        f"| epoch | train loss {la} | train loss {lb} | train acc {la} | train acc {lb} "
-        f"| test acc {la} | test acc {lb} | s {la} | s {lb} |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for i in range(max(len(a["metrics"]), len(b["metrics"]))):
-        ma = a["metrics"][i] if i < len(a["metrics"]) else None
-        mb = b["metrics"][i] if i < len(b["metrics"]) else None
-
-        def cell(m, key, pct=False):
-            if m is None:
-                return ""
-            return f"{100 * m[key]:.2f}%" if pct else f"{m[key]:.4f}"
-
-        def secs(t):
-            return f"{t[i]:.1f}" if i < len(t) else ""
-
-        lines.append(
-            f"| {i + 1} | {cell(ma, 'train_loss')} | {cell(mb, 'train_loss')} | {cell(ma, 'train_accuracy', True)} "
-            f"| {cell(mb, 'train_accuracy', True)} | {cell(ma, 'test_accuracy', True)} "
-            f"| {cell(mb, 'test_accuracy', True)} | {secs(ta)} | {secs(tb)} |"
-        )
+    if len(runs) == 2:  # two runs: the classic table, differences only in the text below
+        rows[0] = ("test accuracy", [f"{100 * s['test_accuracy']:.2f}%" for s in summaries])
+        rows[2] = ("test loss", [f"{s['test_loss']:.4f}" for s in summaries])
+    lines += ["| | " + " | ".join(names) + " |", "|---" * (len(runs) + 1) + "|"] + [row(n, c) for n, c in rows]
+    differ = {i: differences(first, r) for i, r in enumerate(runs) if i} if differ is None else differ
+    lines.append("")
+    for i, run in enumerate(runs[1:], start=1):
+        if differ.get(i):
+            lines += [f"**Not comparable run for run: the runs differ in {', '.join(differ[i])}.** No speed ratio is "
+                      f"given{' for ' + names[i] if len(runs) > 2 else ''}; accuracies and curves are shown as they are.",
+                      ""]
+        else:
+            speed = fs["mean_epoch_seconds"] / run["summary"]["mean_epoch_seconds"]
+            lines += [f"{names[i]} trains {speed:.2f}x as fast as {names[0]} per epoch (mean epoch seconds, compile "
+                      "excluded).", ""]
+    timings = [r["timings"].get("epoch_seconds", []) for r in runs]
+    columns = [("train loss", "train_loss", False), ("train acc", "train_accuracy", True),
+               ("test acc", "test_accuracy", True)]
+    header = ["epoch"] + [f"{title} {n}" for title, _, _ in columns for n in names] + [f"s {n}" for n in names]
+    lines += ["## Per epoch", "", "| " + " | ".join(header) + " |", "|" + "---:|" * len(header)]
+    for i in range(max(len(r["metrics"]) for r in runs)):
+        cells = [str(i + 1)]
+        for _, key, pct in columns:
+            for r in runs:
+                m = r["metrics"][i] if i < len(r["metrics"]) else None
+                cells.append("" if m is None else f"{100 * m[key]:.2f}%" if pct else f"{m[key]:.4f}")
+        cells += [f"{t[i]:.1f}" if i < len(t) else "" for t in timings]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -206,37 +228,44 @@ def compare_sweeps(dir_a: str | Path, dir_b: str | Path, out: Path) -> tuple[Pat
     return md, png
 
 
-def compare(run_a: str | Path, run_b: str | Path, out: str | Path) -> tuple[Path, Path]:
+def compare(*folders: str | Path, out: str | Path) -> tuple[Path, Path]:
+    """OUT.md and OUT.png for any number of finished runs, or for two seed sweeps."""
     out = Path(out)
-    if is_sweep(run_a) or is_sweep(run_b):
-        if not (is_sweep(run_a) and is_sweep(run_b)):
-            single = run_b if is_sweep(run_a) else run_a
+    if len(folders) < 2:
+        raise ValueError("give two run folders or more")
+    sweeps = [is_sweep(f) for f in folders]
+    if any(sweeps):
+        if not all(sweeps) or len(folders) != 2:
+            single = next((f for f, s in zip(folders, sweeps) if not s), None)
             raise ValueError(f"{single} is a single run, the other a seed sweep: compare two sweeps (--seeds "
-                             "folders) or two runs (or one seed folder, e.g. SWEEP/seed-0, with a run)")
+                             "folders) or runs (or one seed folder, e.g. SWEEP/seed-0, with a run)" if single else
+                             "seed sweeps are compared two at a time")
         out.parent.mkdir(parents=True, exist_ok=True)
-        return compare_sweeps(run_a, run_b, out)
-    a, b = read_run(run_a), read_run(run_b)
+        return compare_sweeps(*folders, out)
+    runs = [read_run(f) for f in folders]
     out.parent.mkdir(parents=True, exist_ok=True)
     md, png = out.with_suffix(".md"), out.with_suffix(".png")
-    differ = differences(a, b)
-    if differ:
-        print(f"warning: the runs differ in {', '.join(differ)}: compared as they are, without a speed ratio",
-              file=sys.stderr)
-    md.write_text(comparison_markdown(a, b, differ))
-    plot_curves({_label(a, b): a["metrics"], _label(b, a): b["metrics"]}, png,
-                title=f"{_label(a, b)} vs {_label(b, a)}")
+    differ = {i: differences(runs[0], r) for i, r in enumerate(runs) if i}
+    for i, d in differ.items():
+        if d:
+            print(f"warning: the runs {runs[0]['dir']} and {runs[i]['dir']} differ in {', '.join(d)}: compared as "
+                  "they are, without a speed ratio", file=sys.stderr)
+    md.write_text(comparison_markdown(runs, differ))
+    names = labels(runs)
+    plot_curves({n: r["metrics"] for n, r in zip(names, runs)}, png, title=" vs ".join(names))
     return md, png
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m common.compare", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run_a", help="a finished run folder (e.g. runs/torch), or a sweep's folder (--seeds)")
-    parser.add_argument("run_b", help="another finished run folder (e.g. runs/flax), or another sweep's")
+    parser.add_argument("runs", nargs="+", metavar="RUN",
+                        help="finished run folders (e.g. runs/torch runs/flax runs/nnx: a column each, differences "
+                             "against the first), or two seed sweeps' folders (--seeds)")
     parser.add_argument("--out", default="runs/comparison", help="output path without suffix (default: %(default)s)")
     args = parser.parse_args(argv)
     try:
-        md, png = compare(args.run_a, args.run_b, args.out)
+        md, png = compare(*args.runs, out=args.out)
     except (FileNotFoundError, KeyError, ValueError) as e:
         parser.exit(1, f"{parser.prog}: error: {e}\n")
     print(f"wrote {md} and {png}")

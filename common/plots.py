@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import matplotlib
@@ -46,7 +47,7 @@ def _curves(ax_loss, ax_acc, metrics: list[dict], label: str, style: str = "-") 
 def plot_curves(runs: dict[str, list[dict]], path: Path, title: str = "") -> None:
     """Loss and accuracy per epoch; several runs (label -> metrics) are overlaid."""
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
-    for (label, metrics), style in zip(runs.items(), ("-", "--", ":", "-.")):
+    for (label, metrics), style in zip(runs.items(), itertools.cycle(("-", "--", ":", "-."))):
         _curves(ax_loss, ax_acc, metrics, label, style)
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")

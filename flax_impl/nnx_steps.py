@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx, struct
 
-from flax_impl.steps import EVAL_BATCH_SIZE, accumulate, gather, make_optimizer, masked_loss_sum
+from flax_impl.steps import accumulate, gather, make_optimizer, map_test_batches, masked_loss_sum
 from flax_impl.variants import build_nnx_model
 
 
@@ -97,14 +97,9 @@ def train_steps(state: NnxTrainState, totals: dict, images: jax.Array, labels: j
 
 
 def evaluate_all(state: NnxTrainState, test_x: jax.Array, test_y: jax.Array) -> dict:
-    """The whole padded test set in one dispatch: eval_step mapped over batches of EVAL_BATCH_SIZE."""
-    images = test_x.reshape(-1, EVAL_BATCH_SIZE, *test_x.shape[1:])  # (batches, 128, 28, 28, 1)
-    labels = test_y.reshape(-1, EVAL_BATCH_SIZE)
-
+    """The whole padded test set in one dispatch: eval_step mapped over its batches."""
     model, _ = state.merge()
-    outs = jax.lax.map(lambda b: eval_step(model, {"images": b[0], "labels": b[1]}), (images, labels))
-    return {"loss_sum": outs["loss_sum"].sum(), "correct": outs["correct"].sum(),
-            "predictions": outs["predictions"].reshape(-1)}
+    return map_test_batches(lambda batch: eval_step(model, batch), test_x, test_y)
 
 
 def adam_state(state: NnxTrainState) -> optax.ScaleByAdamState:

@@ -86,8 +86,13 @@ def train_steps(state: TrainState, totals: dict, images: jax.Array, labels: jax.
 
 def evaluate_all(state: TrainState, test_x: jax.Array, test_y: jax.Array) -> dict:
     """The whole padded test set in one dispatch: eval_step mapped over batches of EVAL_BATCH_SIZE."""
+    return map_test_batches(lambda batch: eval_step(state, batch), test_x, test_y)
+
+
+def map_test_batches(eval_batch, test_x: jax.Array, test_y: jax.Array) -> dict:
+    """eval_batch (a batch -> its loss_sum, correct, predictions) over the padded test set, summed."""
     images = test_x.reshape(-1, EVAL_BATCH_SIZE, *test_x.shape[1:])  # (batches, 128, 28, 28, 1)
     labels = test_y.reshape(-1, EVAL_BATCH_SIZE)
-    outs = jax.lax.map(lambda b: eval_step(state, {"images": b[0], "labels": b[1]}), (images, labels))
+    outs = jax.lax.map(lambda b: eval_batch({"images": b[0], "labels": b[1]}), (images, labels))
     return {"loss_sum": outs["loss_sum"].sum(), "correct": outs["correct"].sum(),
             "predictions": outs["predictions"].reshape(-1)}

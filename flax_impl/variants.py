@@ -62,3 +62,26 @@ def layer_outputs(model: nn.Module, variables, x) -> dict[str, jax.Array]:
     ((dense1, dense2),) = seen["dense2"]
     return {"conv1": conv1, "pool1": pool1, "conv2": conv2, "pool2": pool2, "flatten": flatten,
             "dense1": dense1, "dense2": dense2}
+
+
+def nnx_layer_outputs(model: nnx_model.Convnet, x) -> dict[str, jax.Array]:
+    """layer_outputs for an NNX model: the same values, recorded from the model's own forward pass
+    on a clone whose pool and dense layers report their inputs and outputs (the model is left as it is)."""
+    seen: dict[str, list] = {"pool": [], "dense1": [], "dense2": []}
+    clone = nnx.clone(model)
+
+    def recording(name, fn):
+        def call(inputs):
+            out = fn(inputs)
+            seen[name].append((inputs, out))
+            return out
+        return call
+
+    clone.pool = recording("pool", clone.pool)
+    clone.dense1, clone.dense2 = recording("dense1", clone.dense1), recording("dense2", clone.dense2)
+    clone(x)
+    (conv1, pool1), (conv2, pool2) = seen["pool"]  # a pool's input is the ReLU'd convolution
+    ((flatten, _),) = seen["dense1"]
+    ((dense1, dense2),) = seen["dense2"]
+    return {"conv1": conv1, "pool1": pool1, "conv2": conv2, "pool2": pool2, "flatten": flatten,
+            "dense1": dense1, "dense2": dense2}

@@ -215,3 +215,17 @@ def test_compare_says_when_runs_are_not_comparable_and_gives_no_speed_ratio(tmp_
     assert "as fast as" not in report and "differ in train_size" in capsys.readouterr().err
     compare_main([str(a), str(c), "--out", str(tmp_path / "ac")])
     assert "as fast as" in (tmp_path / "ac.md").read_text()
+
+
+def test_compare_puts_any_number_of_runs_side_by_side(tmp_path):
+    """make train compares three runs (torch, flax, flax --api nnx): a column each, differences against the first."""
+    from common.compare import main as compare_main
+
+    runs = [fake_run(tmp_path / "t", "torch"), fake_run(tmp_path / "l", "flax"), fake_run(tmp_path / "n", "flax", api="nnx")]
+    assert compare_main([*map(str, runs), "--out", str(tmp_path / "three")]) == 0
+    report = (tmp_path / "three.md").read_text()
+    assert "| | torch | flax | flax-nnx |" in report
+    assert "| test accuracy | 85.00% | 85.00% (+0.00) | 85.00% (+0.00) |" in report
+    assert report.count("as fast as torch per epoch") == 2
+    assert "| epoch | train loss torch | train loss flax | train loss flax-nnx |" in report
+    assert (tmp_path / "three.png").read_bytes()[:4] == b"\x89PNG"
