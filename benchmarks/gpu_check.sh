@@ -6,14 +6,16 @@
 #   included, so on a device whose calls stop at 600 s run it as two calls:
 #   STAGES="bench process" bash benchmarks/gpu_check.sh, then STAGES="seeds graph parity deterministic")
 # Results go to $OUT (the device tool brings back at most 8 files) or runs/gpu-check/:
-#   bench.md/json (the training step, both flax variants, torch eager / compile / reduce-overhead /
-#   the whole step in one CUDA graph),
-#   process.md/json (whole processes, 1 and 10 epochs, cold and warm compilation cache, phases),
+#   bench.md/json (the training step: both flax variants under --api linen and --api nnx, the NNX
+#   reader's nnx.jit loop, torch eager / compile / reduce-overhead / the whole step in one CUDA graph),
+#   process.md/json (whole processes, 1 and 10 epochs, cold and warm compilation cache, --api nnx warm,
+#   phases),
 #   seeds.md/json (flax_impl's step for 1, 8 and 32 seeds, vmapped and one after another),
 #   gpu_check.log (also: one epoch of torch_impl with --cuda-graph on and off, their metrics side by
-#   side, the captured path's first check on a GPU; and parity_tests/test_numerics.py on the GPU with
-#   PARITY_DEVICE=gpu; and --deterministic: two runs per trainer, their metrics.jsonl compared byte for
-#   byte, and their epoch seconds against a run without it). Each step has its own timeout, so one that hangs cannot take the rest with it.
+#   side, the captured path's first check on a GPU, which decides whether it becomes the CUDA default
+#   (torch_impl/training.py CUDA_GRAPH_BY_DEFAULT); and parity_tests/test_numerics.py on the GPU with
+#   PARITY_DEVICE=gpu, Linen and NNX; and --deterministic: two runs per trainer (flax under both APIs),
+#   their metrics.jsonl compared byte for byte, and their epoch seconds against a run without it). Each step has its own timeout, so one that hangs cannot take the rest with it.
 # PYTHON picks the interpreter (default python3). BENCH_ARGS and PROCESS_ARGS shorten a trial run on
 # a CPU, e.g. BENCH_ARGS="--steps 16 --warmup 4 --repeats 1 --devices 1" PROCESS_ARGS="--epochs 1 --rounds 1"
 # SEEDS_ARGS="--counts 1,2 --k 4 --reps 1 --rounds 1" RUN_ARGS="--train-size 640 --test-size 128"
@@ -73,14 +75,16 @@ parity() {  # the same converted weights give the same logits and gradients on t
 }
 
 deterministic() {  # --deterministic: byte-identical metrics run after run, and what it costs
-    for framework in flax torch; do
-        train "$framework-det-1" "$framework" --deterministic
-        train "$framework-det-2" "$framework" --deterministic
-        train "$framework-default" "$framework"
-        if cmp -s "$WORK/$framework-det-1/metrics.jsonl" "$WORK/$framework-det-2/metrics.jsonl"; then
-            echo "$framework --deterministic: metrics.jsonl byte-identical over two runs"
+    for name in flax nnx torch; do
+        local framework=$name api=()
+        [ "$name" = nnx ] && framework=flax api=(--api nnx)
+        train "$name-det-1" "$framework" "${api[@]}" --deterministic
+        train "$name-det-2" "$framework" "${api[@]}" --deterministic
+        train "$name-default" "$framework" "${api[@]}"
+        if cmp -s "$WORK/$name-det-1/metrics.jsonl" "$WORK/$name-det-2/metrics.jsonl"; then
+            echo "$name --deterministic: metrics.jsonl byte-identical over two runs"
         else
-            echo "$framework --deterministic: metrics.jsonl DIFFERS between two runs"
+            echo "$name --deterministic: metrics.jsonl DIFFERS between two runs"
         fi
     done
 }

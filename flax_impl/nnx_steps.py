@@ -2,8 +2,9 @@
 nnx.jit), and the same step in functional form for the trainer's hot loop: nnx.merge, the step,
 nnx.state, inside one jax.jit with a lax.scan of k steps, as Flax's performance guide shows.
 
-Why the trainer does not call the nnx.jit step once per batch: on a 2-core CPU the per-call cost of
-nnx.jit (splitting and merging the objects in Python) measured in benchmarks/rows.py, row nnx-jit.
+Why the trainer does not call the nnx.jit step once per batch: each call splits and merges the
+objects in Python. On a 2-core CPU (make bench, 3 interleaved rounds) that loop trained 6,028
+samples/s against 13,885 for the fused steps (0.43x), which ran at 1.03x Linen's at the same dispatch.
 """
 
 from __future__ import annotations
