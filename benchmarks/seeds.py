@@ -32,8 +32,7 @@ def step_rows(counts: list[int], k: int, rounds: int, reps: int, device: str) ->
 
     from common.config import TrainConfig
     from data import epoch_order, load_fashion_mnist
-    from flax_impl import sweep
-    from flax_impl import training
+    from flax_impl import sweep, training
     from flax_impl.placement import make_placement
 
     placement = make_placement(device, 1)
@@ -46,7 +45,7 @@ def step_rows(counts: list[int], k: int, rounds: int, reps: int, device: str) ->
         states = sweep.seed_states(config, placement)
         idx = np.stack([epoch_order(n, s, 1)[: 64 * k].reshape(k, 64).astype(np.int32) for s in range(count)])
         stacked = {"state": sweep.stack(states), "totals": sweep.zero_totals(count, placement)}
-        lowered = sweep.train_steps_vmapped.lower(stacked["state"], stacked["totals"], x, y, jnp.asarray(idx))
+        lowered = sweep.TRAIN_STEPS_VMAPPED[config.api].lower(stacked["state"], stacked["totals"], x, y, jnp.asarray(idx))
         vmapped = training.compile_with_options(lowered, placement.platform)
         one = training.compile_train_steps(states[0], x, y, (k, 64), placement)
         alone = {"states": states}

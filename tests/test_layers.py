@@ -148,3 +148,18 @@ def test_a_training_run_does_not_import_scipy_stats():
     code = "import sys, flax_impl.train, torch_impl.train; print('scipy.stats' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "False", out.stderr
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("command", [
+    ["benchmarks.seeds", "--counts", "1,2", "--k", "2", "--reps", "1", "--rounds", "1"],
+    ["benchmarks.rows", "nnx-jit", "--steps", "4", "--warmup", "2", "--repeats", "1"],
+    ["benchmarks.rows", "torch-original", "--steps", "4", "--warmup", "2", "--repeats", "1"],
+], ids=["seeds", "rows-nnx-jit", "rows-original"])
+def test_the_benchmarks_run_on_what_the_library_now_offers(real_data, command, tmp_path):
+    """A smoke run of the benchmarks that import the library's internals (tiny settings, no timing
+    checked): a renamed function fails here, not on a lent GPU (gpu_check.sh's CPU dry run found one)."""
+    out = ["--out", str(tmp_path / "seeds")] if command[0] == "benchmarks.seeds" else []
+    proc = subprocess.run([sys.executable, "-m", *command, *out], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
