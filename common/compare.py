@@ -53,15 +53,8 @@ def differences(a: dict, b: dict) -> list[str]:
     return [f"{k} {ca.get(k)} vs {cb.get(k)}" for k in COMPARABLE if ca.get(k) != cb.get(k)]
 
 
-def _against_first(value: float, first: float, pct: bool = False) -> str:
-    """A run's value and, in brackets, its difference from the first run's."""
-    if pct:
-        return f"{100 * value:.2f}% ({100 * (value - first):+.2f})"
-    return f"{value:.4f} ({value - first:+.4f})"
-
-
 def comparison_markdown(runs: list[dict], differ: dict[int, list[str]] | None = None) -> str:
-    """Any number of runs side by side, a column each, with differences against the first."""
+    """Any number of runs side by side, a column each; with three or more, differences against the first."""
     names = labels(runs)
     first = runs[0]
     summaries, configs = [r["summary"] for r in runs], [r["config"] for r in runs]
@@ -72,12 +65,18 @@ def comparison_markdown(runs: list[dict], differ: dict[int, list[str]] | None = 
     def row(name, cells):
         return f"| {name} | " + " | ".join(cells) + " |"
 
-    fs = summaries[0]
+    def against_first(key: str, pct: bool) -> list[str]:
+        """Each run's summary value; from the second run on, with three runs or more, its difference."""
+        scale, spec = (100, ".2f") if pct else (1, ".4f")
+        base = summaries[0][key]
+        return [f"{scale * s[key]:{spec}}{'%' if pct else ''}"
+                + (f" ({scale * (s[key] - base):+{spec}})" if i and len(runs) > 2 else "")
+                for i, s in enumerate(summaries)]
+
     rows = [
-        ("test accuracy", [f"{100 * fs['test_accuracy']:.2f}%"] + [_against_first(s["test_accuracy"], fs["test_accuracy"], True)
-                                                                  for s in summaries[1:]]),
+        ("test accuracy", against_first("test_accuracy", pct=True)),
         ("test correct", [f"{s['test_correct']}" for s in summaries]),
-        ("test loss", [f"{fs['test_loss']:.4f}"] + [_against_first(s["test_loss"], fs["test_loss"]) for s in summaries[1:]]),
+        ("test loss", against_first("test_loss", pct=False)),
         ("seconds per epoch (mean)", [f"{s['mean_epoch_seconds']:.2f}" for s in summaries]),
         ("compile seconds", [_fmt_seconds(s.get("compile_seconds")) for s in summaries]),
         ("total seconds", [f"{s['total_seconds']:.1f}" for s in summaries]),
@@ -87,19 +86,16 @@ def comparison_markdown(runs: list[dict], differ: dict[int, list[str]] | None = 
         ("epochs, batch, lr, kernel, seed",
          [f"{c['epochs']}, {c['batch_size']}, {c['lr']}, {c['kernel_size']}, {c['seed']}" for c in configs]),
     ]
-    if len(runs) == 2:  # two runs: the classic table, differences only in the text below
-        rows[0] = ("test accuracy", [f"{100 * s['test_accuracy']:.2f}%" for s in summaries])
-        rows[2] = ("test loss", [f"{s['test_loss']:.4f}" for s in summaries])
     lines += ["| | " + " | ".join(names) + " |", "|---" * (len(runs) + 1) + "|"] + [row(n, c) for n, c in rows]
     differ = {i: differences(first, r) for i, r in enumerate(runs) if i} if differ is None else differ
     lines.append("")
     for i, run in enumerate(runs[1:], start=1):
         if differ.get(i):
+            which = f" for {names[i]}" if len(runs) > 2 else ""
             lines += [f"**Not comparable run for run: the runs differ in {', '.join(differ[i])}.** No speed ratio is "
-                      f"given{' for ' + names[i] if len(runs) > 2 else ''}; accuracies and curves are shown as they are.",
-                      ""]
+                      f"given{which}; accuracies and curves are shown as they are.", ""]
         else:
-            speed = fs["mean_epoch_seconds"] / run["summary"]["mean_epoch_seconds"]
+            speed = summaries[0]["mean_epoch_seconds"] / run["summary"]["mean_epoch_seconds"]
             lines += [f"{names[i]} trains {speed:.2f}x as fast as {names[0]} per epoch (mean epoch seconds, compile "
                       "excluded).", ""]
     timings = [r["timings"].get("epoch_seconds", []) for r in runs]
