@@ -17,7 +17,8 @@ from common.console import epoch_line, progress, say
 from common.phases import CLOCK
 from common.plots import plot_curves, plot_predictions
 from common.provenance import provenance
-from common.resume import CHECKPOINT, TrainingCheckpoint, drop_set_aside, load_training_checkpoint, save_training_checkpoint
+from common.resume import (CHECKPOINT, TrainingCheckpoint, drop_set_aside, load_training_checkpoint,
+                           save_training_checkpoint)
 from common.run_files import RunWriter
 from data import FashionMNIST
 

@@ -25,8 +25,8 @@ from flax_impl.model import count_parameters
 from flax_impl.placement import DEVICES_HELP, Placement, as_placement, initialize_distributed, make_placement
 from flax_impl.steps import EVAL_BATCH_SIZE
 from flax_impl.sweep import SWEEP_MODES, train_seeds
-from flax_impl.training import (APIS, STEPS_PER_DISPATCH, checkpoint_arrays, compile_all, compile_eval, create_train_state,
-                                dataset_on_device, device_arrays, environment, evaluate, model_summary, restore,
+from flax_impl.training import (APIS, STEPS_PER_DISPATCH, checkpoint_arrays, compile_all, compile_eval,
+                                create_train_state, dataset_on_device, device_arrays, environment, evaluate, model_summary, restore,
                                 steps_per_dispatch, train_epoch, versions, weights_numpy, with_params)
 from flax_impl.variants import VARIANT_CHOICES, resolve_variant
 

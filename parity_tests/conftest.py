@@ -42,8 +42,9 @@ def one_epoch_sweeps(real_data, tmp_path_factory):
     from torch_impl import sweep as torch_sweep
 
     sweeps = {}
-    for name, module, device in (("torch", torch_sweep, torch.device("cpu")),
-                                 ("flax", flax_sweep, jax.devices("cpu")[0]), ("nnx", flax_sweep, jax.devices("cpu")[0])):
+    cpu = jax.devices("cpu")[0]
+    for name, module, device in (("torch", torch_sweep, torch.device("cpu")), ("flax", flax_sweep, cpu),
+                                 ("nnx", flax_sweep, cpu)):
         out = tmp_path_factory.mktemp(f"{name}-sweep")
         framework, api = ("torch", "linen") if name == "torch" else ("flax", "nnx" if name == "nnx" else "linen")
         config = TrainConfig(framework, epochs=1, out_dir=str(out), quiet=True, seeds=ACCURACY_SEEDS, api=api)

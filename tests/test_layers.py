@@ -43,7 +43,8 @@ def imports(name: str, path: Path, known: set[str]) -> set[str]:
         for candidate in candidates:
             while candidate and candidate not in known:
                 candidate = candidate.rpartition(".")[0]
-            if candidate and candidate != name and not (path.name == "__init__.py" and candidate.startswith(name + ".")):
+            inside_own_package = path.name == "__init__.py" and candidate.startswith(name + ".")
+            if candidate and candidate != name and not inside_own_package:
                 targets.add(candidate)
     return targets
 
@@ -132,7 +133,8 @@ def private_attributes(source: str, where: str) -> list[str]:
 
 def test_the_private_attribute_check_sees_them():
     source = "x = traced._params\ny = jax.stages.Traced._meta_tys_flat\nz = self._mine\nw = cls._ours\nv = a.__dict__\n"
-    assert private_attributes(source, "probe") == ["probe:1: traced._params", "probe:2: jax.stages.Traced._meta_tys_flat"]
+    assert private_attributes(source, "probe") == ["probe:1: traced._params",
+                                                   "probe:2: jax.stages.Traced._meta_tys_flat"]
 
 
 def test_no_private_attribute_of_another_object_is_read():

@@ -221,7 +221,8 @@ def test_compare_puts_any_number_of_runs_side_by_side(tmp_path):
     """make train compares three runs (torch, flax, flax --api nnx): a column each, differences against the first."""
     from common.compare import main as compare_main
 
-    runs = [fake_run(tmp_path / "t", "torch"), fake_run(tmp_path / "l", "flax"), fake_run(tmp_path / "n", "flax", api="nnx")]
+    runs = [fake_run(tmp_path / "t", "torch"), fake_run(tmp_path / "l", "flax"),
+            fake_run(tmp_path / "n", "flax", api="nnx")]
     assert compare_main([*map(str, runs), "--out", str(tmp_path / "three")]) == 0
     report = (tmp_path / "three.md").read_text()
     assert "| | torch | flax | flax-nnx |" in report

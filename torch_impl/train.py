@@ -75,7 +75,7 @@ def setup_device(config: TrainConfig) -> torch.device:
         raise ValueError("--seeds trains in one process; run the sweep without torchrun")
     if world == 1:
         device = resolve_device(config.device)
-        if device.type == "cuda":  # the current device: a CUDA graph's streams and capture use it
+        if device.type == "cuda":  # made current, so that device-less calls (synchronize, new streams) use it
             torch.cuda.set_device(device)
         return device
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
