@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
-from common import sweep
+from common import interrupts, sweep
 from common.checkpoint import CheckpointError
 from common.config import TrainConfig, parse_config
 from common.phases import CLOCK, process_age
@@ -65,21 +65,22 @@ def cli(parser: argparse.ArgumentParser, framework: str, argv: list[str] | None,
     writes = not config.eval_only and config.rank == 0
     owned = False  # this process holds the folder's lock: only then may it put a set-aside run back
     try:
-        dataset = load_data(config)  # validated before anything in --out-dir is touched
-        if writes:
-            make_out_dir(out)
-            lock_out_dir(out)  # one live run per folder; released by the OS however this process ends
-            owned = True
-            if seeds:
-                sweep.prepare_sweep_dirs(config)
+        with interrupts.remembered():  # a Ctrl-C is never lost (common/interrupts.py)
+            dataset = load_data(config)  # validated before anything in --out-dir is touched
+            if writes:
+                make_out_dir(out)
+                lock_out_dir(out)  # one live run per folder; released by the OS however this process ends
+                owned = True
+                if seeds:
+                    sweep.prepare_sweep_dirs(config)
+                else:
+                    prepare_out_dir(config, overwrite=config.overwrite, resume=config.resume)
+            if config.eval_only:
+                evaluate_checkpoint(config, dataset, device)
+            elif seeds:
+                train_seeds(config, dataset, device)
             else:
-                prepare_out_dir(config, overwrite=config.overwrite, resume=config.resume)
-        if config.eval_only:
-            evaluate_checkpoint(config, dataset, device)
-        elif seeds:
-            train_seeds(config, dataset, device)
-        else:
-            train(config, dataset, device)
+                train(config, dataset, device)
     except (CheckpointError, OutDirError, DataError, NonFiniteLoss, RunLocked) as e:
         parser.exit(1, f"{parser.prog}: error: {e}{put_back(folders, owned)}\n")
     except OSError as e:  # a full disk, a vanished folder, a permission: one line, what and why

@@ -14,6 +14,7 @@ import numpy as np
 from common.checkpoint import save_weights
 from common.config import TrainConfig
 from common.console import epoch_line, progress, say
+from common.interrupts import raise_if_requested
 from common.phases import CLOCK
 from common.plots import plot_curves, plot_predictions
 from common.provenance import provenance
@@ -153,6 +154,7 @@ class Run:
     def end_epoch(self, epoch: int, train_loss: float, train_correct: int, num_train: int,
                   test_loss: float, test_correct: int, num_test: int, seconds: float | None = None) -> dict:
         """Record and print an epoch; seconds: since epoch_bar began, unless given (a sweep's epoch)."""
+        raise_if_requested()  # a Ctrl-C that a garbage-collection callback swallowed stops the run here
         seconds = time.perf_counter() - self._epoch_start if seconds is None else seconds
         record = {
             "epoch": epoch,
