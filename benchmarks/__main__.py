@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from common.arch import forward_flops, train_flops
-from common.atomic import atomic_write
+from data.atomic import atomic_write
 from common.run_files import write_json_atomic
 
 EPOCH = 60_000
@@ -28,7 +28,8 @@ BATCH = 64
 
 
 def rows_for(accelerator: bool, with_compile: bool, devices: int) -> list[tuple[str, str, list[str], dict]]:
-    """(label, row name, extra flags, launcher) in table order; launcher: {"torchrun": N} or {"xla_host_devices": N}."""
+    """(label, row name, extra flags, launcher) in table order; launcher: {"torchrun": N},
+    {"xla_host_devices": N} or {"xla_flags": "--flag=value ..."}."""
     rows = [("original example (torchvision + DataLoader + 2nd forward)", "torch-original", [], {})]
     if accelerator:  # one row per distinct code path: on CUDA, NCHW is the eager row's own format
         rows += [("torch_impl eager (--cuda-graph off)", "torch", [], {}),
@@ -84,6 +85,8 @@ def run_row(name: str, flags: list[str], args, launcher: dict | None = None) -> 
                   f"--nproc_per_node={launcher['torchrun']}", "-m"]
     if "xla_host_devices" in launcher:
         env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={launcher['xla_host_devices']}"
+    if "xla_flags" in launcher:  # XLA options for every compile of the row (nnx.jit takes no compiler options)
+        env["XLA_FLAGS"] = " ".join(filter(None, [env.get("XLA_FLAGS"), launcher["xla_flags"]]))
     cmd = [*prefix, "benchmarks.rows", name, "--device", args.device, "--steps", str(args.steps),
            "--warmup", str(args.warmup), "--repeats", "1", *flags]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)

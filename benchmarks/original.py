@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from common.atomic import atomic_write
+from data.atomic import atomic_write
 from data import CACHE_DIR, FILES, find_data_dir
 from data.fashion_mnist import file_in, read_bytes
 

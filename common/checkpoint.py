@@ -12,7 +12,7 @@ from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
 from common.arch import VALID_KERNEL_SIZES, state_dict_shapes
-from common.atomic import atomic_write
+from data.atomic import atomic_write
 
 
 class CheckpointError(Exception):

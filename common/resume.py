@@ -17,7 +17,7 @@ import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import save as st_save
 
-from common.atomic import atomic_write
+from data.atomic import atomic_write
 from common.checkpoint import CheckpointError, check_weights, read_safetensors
 from common.config import TrainConfig
 

@@ -6,7 +6,7 @@ import json
 import os
 from pathlib import Path
 
-from common.atomic import atomic_write
+from data.atomic import atomic_write
 
 
 SEEDS_FILE = "seeds.json"  # a seed sweep's aggregate (common.sweep); its presence makes a folder a sweep

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common.atomic import atomic_write
+from data.atomic import atomic_write
 
 CLASSES = (
     "T-shirt/top",

@@ -121,6 +121,13 @@ def test_the_models_and_the_math_import_no_run_machinery():
         assert not reached & set(MACHINERY), (bottom, sorted(reached & set(MACHINERY)))
 
 
+def test_the_loader_stands_alone():
+    """data/ is the bottom layer both frameworks share: it imports no other package of the project."""
+    graph = import_graph()
+    reached = {target for name, targets in graph.items() if name.split(".")[0] == "data" for target in targets}
+    assert {target.split(".")[0] for target in reached} <= {"data"}, sorted(reached)
+
+
 def private_attributes(source: str, where: str) -> list[str]:
     """`obj._name` reads where obj is not self or cls: another object's private attribute."""
     found = []
@@ -156,8 +163,9 @@ def test_a_training_run_does_not_import_scipy_stats():
 @pytest.mark.parametrize("command", [
     ["benchmarks.seeds", "--counts", "1,2", "--k", "2", "--reps", "1", "--rounds", "1"],
     ["benchmarks.rows", "nnx-jit", "--steps", "4", "--warmup", "2", "--repeats", "1"],
+    ["benchmarks.rows", "nnx-jit", "--gather", "inside", "--cached", "--steps", "4", "--warmup", "2", "--repeats", "1"],
     ["benchmarks.rows", "torch-original", "--steps", "4", "--warmup", "2", "--repeats", "1"],
-], ids=["seeds", "rows-nnx-jit", "rows-original"])
+], ids=["seeds", "rows-nnx-jit", "rows-nnx-jit-cached", "rows-original"])
 def test_the_benchmarks_run_on_what_the_library_now_offers(real_data, command, tmp_path):
     """A smoke run of the benchmarks that import the library's internals (tiny settings, no timing
     checked): a renamed function fails here, not on a lent GPU (gpu_check.sh's CPU dry run found one)."""

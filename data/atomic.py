@@ -1,4 +1,7 @@
-"""Write a file so that a reader sees the old file or the whole new one, never a part."""
+"""Write a file so that a reader sees the old file or the whole new one, never a part.
+
+It lives in data/, the bottom layer, because the loader writes its cache and downloads with it;
+the run machinery above (common/) imports it from here."""
 
 from __future__ import annotations
 
