@@ -22,8 +22,11 @@ import jax.monitoring
 
 ENV = "FASHION_PARITY_JAX_CACHE"
 OFF = ("off", "none", "no", "0", "false")
+# JAX records a request for every compilation that may use the cache, and a hit for each one loaded;
+# its "cache_misses" event comes only where an entry is written (process 0 alone writes), so the
+# misses are counted here as requests that did not hit.
+_REQUEST = "/jax/compilation_cache/compile_requests_use_cache"
 _HIT = "/jax/compilation_cache/cache_hits"
-_MISS = "/jax/compilation_cache/cache_misses"
 
 
 def default_dir() -> Path:
@@ -57,9 +60,11 @@ def enable(setting: str | None = None) -> str | None:
         return _off()
     path = Path(value).expanduser() if value else default_dir()
     try:
-        if not path.is_dir():
+        try:  # no exists-then-make: two first runs at once would both try to make it
             path.mkdir(mode=0o700, parents=True)  # parents as the umask says, the cache itself private
             path.chmod(0o700)
+        except FileExistsError:
+            pass  # made before, maybe by a run a moment ago: checked below like any other
         reason = unsafe_reason(path)
         if reason:
             return _off(f"compilation cache {path} is not used: {reason}, and JAX runs what it finds there; "
@@ -70,9 +75,9 @@ def enable(setting: str | None = None) -> str | None:
         return _off(f"compilation cache {path} is not usable ({e.strerror or e}); compiling without it")
     jax.config.update("jax_enable_compilation_cache", True)
     jax.config.update("jax_compilation_cache_dir", str(path))
-    # Cache every program: ours compile in well under JAX's default threshold of 1 s each.
+    # Cache every program: ours compile in well under JAX's default threshold of 1 s each. (Entry size:
+    # JAX's default, 0, already caches every size.)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     return str(path)
 
 
@@ -80,13 +85,17 @@ class CacheCounter:
     """Counts persistent-cache hits and misses of the compilations made inside a `with` block."""
 
     def __init__(self):
-        self.hits = self.misses = 0
+        self.requests = self.hits = 0
+
+    @property
+    def misses(self) -> int:
+        return self.requests - self.hits
 
     def _listen(self, event: str, **_):
-        if event == _HIT:
+        if event == _REQUEST:
+            self.requests += 1
+        elif event == _HIT:
             self.hits += 1
-        elif event == _MISS:
-            self.misses += 1
 
     def __enter__(self) -> CacheCounter:
         jax.monitoring.register_event_listener(self._listen)
@@ -97,11 +106,11 @@ class CacheCounter:
 
     def describe(self) -> str:
         """'from the compilation cache', 'compiled, now cached', 'N of M from the cache', or 'cache off'."""
-        total = self.hits + self.misses
+        total = self.requests
         if total == 0:
             return "compilation cache off"
         if self.hits == total:
             return "loaded from the compilation cache"
-        if self.hits == 0:
-            return "compiled; saved to the compilation cache"
+        if self.hits == 0:  # JAX saves from process 0 only
+            return "compiled; saved to the compilation cache" if jax.process_index() == 0 else "compiled"
         return f"{self.hits} of {total} programs from the compilation cache"

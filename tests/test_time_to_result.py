@@ -8,6 +8,7 @@ import os
 import stat
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import jax
@@ -148,6 +149,35 @@ def test_the_cache_folder_the_project_makes_is_private(tmp_path, cache_settings,
     assert compile_cache.enable() == str(tmp_path / "xdg" / "fashion-parity" / "jax")
     assert stat.S_IMODE((tmp_path / "xdg" / "fashion-parity" / "jax").stat().st_mode) == 0o700
     assert jax.config.values["jax_enable_compilation_cache"]
+
+
+def test_two_first_runs_at_once_both_use_the_cache(tmp_path, cache_settings, monkeypatch):
+    """The folder appears between one run's look and its mkdir (another run made it): still used, no warning."""
+    folder = tmp_path / "new" / "jax"
+    real_mkdir = Path.mkdir
+
+    def the_other_run_was_first(self, *args, **kwargs):
+        if self == folder and not folder.exists():
+            real_mkdir(folder, mode=0o700, parents=True)
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", the_other_run_was_first)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert compile_cache.enable(str(folder)) == str(folder)
+    assert jax.config.values["jax_enable_compilation_cache"]
+
+
+def test_misses_are_counted_where_jax_writes_no_entry(jax_cache):
+    """JAX reports a miss only when it writes the entry, and only process 0 writes: an entry it does
+    not write (here: below a size threshold) must still count as compiled, not as the cache off."""
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 2**40)
+    x = jax.device_put(np.arange(5.0, dtype=np.float32), jax.devices("cpu")[0])
+    with compile_cache.CacheCounter() as counter:
+        jax.jit(lambda a: a * 3 + 1).lower(x).compile()
+    assert counter.describe().startswith("compiled"), counter.describe()
+    assert (counter.hits, counter.misses) == (0, 1)
+    assert not any(jax_cache.iterdir())
 
 
 @pytest.mark.parametrize("mode", [0o777, 0o770, 0o1777])
