@@ -1,10 +1,12 @@
-"""The training math of the NNX twin: the step a reader copies (nnx.Optimizer, nnx.value_and_grad,
-nnx.jit), and the same step in functional form for the trainer's hot loop: nnx.merge, the step,
-nnx.state, inside one jax.jit with a lax.scan of k steps, as Flax's performance guide shows.
+"""The training math of the NNX twin: the step a reader copies (nnx.Optimizer, nnx.value_and_grad),
+its nnx.jit form for a loop of one call per batch (`jit_train_step`), and the same step in functional
+form for the trainer's hot loop: nnx.merge, the step, nnx.state, inside one jax.jit with a lax.scan of
+k steps, as Flax's performance guide shows. The step itself is undecorated, so the fused loop traces
+it once inside its own jit (no jit nested in a jit), as Flax's functional-loop guide writes it.
 
-Why the trainer does not call the nnx.jit step once per batch: each call splits and merges the
-objects in Python. On a 2-core CPU (make bench, 3 interleaved rounds) that loop trained 6,028
-samples/s against 13,885 for the fused steps (0.43x), which ran at 1.03x Linen's at the same dispatch.
+Why the trainer does not call `jit_train_step` once per batch: `python -m benchmarks.nnx_loop` takes
+the reader's loop to the fused steps one change at a time (docs/performance.md has the figures and
+what each change is worth).
 """
 
 from __future__ import annotations
@@ -16,11 +18,10 @@ import jax.numpy as jnp
 import optax
 from flax import nnx, struct
 
-from flax_impl.steps import accumulate, gather, make_optimizer, map_test_batches, masked_loss_sum
+from flax_impl.steps import accumulate, check_same_tree, gather, make_optimizer, map_test_batches, masked_loss_sum
 from flax_impl.variants import build_nnx_model
 
 
-@nnx.jit
 def train_step(model: nnx.Module, optimizer: nnx.Optimizer, batch: dict) -> dict:
     """One Adam step, in place on the model and the optimizer; the metrics stay on the device.
 
@@ -35,6 +36,10 @@ def train_step(model: nnx.Module, optimizer: nnx.Optimizer, batch: dict) -> dict
     (_, (loss_sum, correct)), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
     optimizer.update(model, grads)
     return {"loss_sum": loss_sum, "correct": correct}  # accuracy from the same forward pass as the loss
+
+
+# The step as a reader runs it, one compiled call per batch: `jit_train_step(model, optimizer, batch)`.
+jit_train_step = nnx.jit(train_step)
 
 
 def eval_step(model: nnx.Module, batch: dict) -> dict:
@@ -109,19 +114,25 @@ def adam_state(state: NnxTrainState) -> optax.ScaleByAdamState:
     return optax.ScaleByAdamState(count=adam.count, mu=nnx.to_pure_dict(adam.mu), nu=nnx.to_pure_dict(adam.nu))
 
 
+def replace_values(state: nnx.State, values: dict, what: str = "parameters") -> nnx.State:
+    """A copy of `state` holding `values` (a plain nested dict of the same keys and shapes, checked:
+    nnx.replace_by_pure_dict alone keeps the old value of a key that `values` lacks)."""
+    check_same_tree(values, nnx.to_pure_dict(state), what)
+    state = jax.tree.map(lambda a: a, state)  # a new State: replace_by_pure_dict works in place
+    nnx.replace_by_pure_dict(state, values)
+    return state
+
+
 def with_arrays(state: NnxTrainState, params: dict, adam: optax.ScaleByAdamState | None = None) -> NnxTrainState:
     """The state with these parameters (plain nested dicts) and, if given, Adam's count and moments;
     the optimizer's step becomes Adam's count."""
     model, optimizer = state.merge()
-    weights = nnx.state(model, nnx.Param)
-    nnx.replace_by_pure_dict(weights, params)  # in place, into the State's structure
-    nnx.update(model, weights)
+    nnx.update(model, replace_values(nnx.state(model, nnx.Param), params))
     if adam is not None:
         opt_state = nnx.as_pure(optimizer.opt_state)
         old = optax.tree_utils.tree_get(opt_state, "ScaleByAdamState")
-        nnx.replace_by_pure_dict(old.mu, adam.mu)
-        nnx.replace_by_pure_dict(old.nu, adam.nu)
-        new = optax.ScaleByAdamState(count=adam.count, mu=old.mu, nu=old.nu)
+        new = optax.ScaleByAdamState(count=adam.count, mu=replace_values(old.mu, adam.mu, "Adam's first moments"),
+                                     nu=replace_values(old.nu, adam.nu, "Adam's second moments"))
         nnx.update(optimizer.opt_state, nnx.state(optax.tree_utils.tree_set(opt_state, ScaleByAdamState=new)))
         optimizer.step[...] = jnp.asarray(adam.count, optimizer.step[...].dtype)
     return state.updated(model, optimizer)

@@ -26,6 +26,22 @@ def make_optimizer(lr: float) -> optax.GradientTransformation:
     return optax.adam(learning_rate=lr, b1=0.9, b2=0.999, eps=1e-8)
 
 
+def check_same_tree(new, old, what: str = "parameters") -> None:
+    """Raise ValueError, naming every difference, unless `new` has `old`'s keys and shapes: weights
+    are replaced whole, never partly (a missing layer would keep its old values without a word)."""
+    def shapes(tree):
+        return {jax.tree_util.keystr(path, simple=True, separator="."): jnp.shape(leaf)
+                for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+    have, want = shapes(new), shapes(old)
+    problems = [f"missing {', '.join(sorted(want.keys() - have.keys()))}" if want.keys() - have.keys() else "",
+                f"unexpected {', '.join(sorted(have.keys() - want.keys()))}" if have.keys() - want.keys() else "",
+                "; ".join(f"{k} has shape {have[k]}, expected {want[k]}" for k in sorted(want.keys() & have.keys())
+                          if have[k] != want[k])]
+    if any(problems):
+        raise ValueError(f"{what} do not match the model's: " + "; ".join(p for p in problems if p))
+
+
 def masked_loss_sum(logits: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
     """(summed loss, correct count, valid mask) of a batch whose labels < 0 mark padding, which counts
     for nothing in either sum (a data-parallel or evaluation batch is padded to a fixed size)."""

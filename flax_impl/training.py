@@ -82,7 +82,10 @@ def create_train_state(config: TrainConfig, where: jax.Device | Placement) -> St
 
 def with_params(state: State, params: dict) -> State:
     """The state with these parameters (Linen's layout; the optimizer's state as it was)."""
-    return nnx_steps.with_arrays(state, params) if api_of(state) == "nnx" else state.replace(params=params)
+    if api_of(state) == "nnx":
+        return nnx_steps.with_arrays(state, params)
+    steps.check_same_tree(params, state.params)
+    return state.replace(params=params)
 
 
 def device_arrays(images: np.ndarray, labels: np.ndarray, where: jax.Device | Placement, pad_to: int = 1):
@@ -260,10 +263,13 @@ def restore(state: State, ckpt, placement: Placement) -> State:
         return placement.put(np.asarray(ckpt.adam_step, np.int32), placement.replicated)
 
     adam = optax.ScaleByAdamState(count=count(), mu=put(ckpt.exp_avg), nu=put(ckpt.exp_avg_sq))
+    weights = put(ckpt.weights)
     if api_of(state) == "nnx":
-        return placement.replicate(nnx_steps.with_arrays(state, put(ckpt.weights), adam))
+        return placement.replicate(nnx_steps.with_arrays(state, weights, adam))
+    for what, new in (("parameters", weights), ("Adam's first moments", adam.mu), ("Adam's second moments", adam.nu)):
+        steps.check_same_tree(new, state.params, what)  # the NNX path checks the same in with_arrays
     opt_state = optax.tree_utils.tree_set(state.opt_state, ScaleByAdamState=adam)
-    return state.replace(step=count(), params=put(ckpt.weights), opt_state=opt_state)
+    return state.replace(step=count(), params=weights, opt_state=opt_state)
 
 
 def model_summary(config: TrainConfig, params: dict, platform: str) -> str:

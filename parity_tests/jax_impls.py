@@ -18,7 +18,7 @@ from flax import nnx
 
 from common.config import TrainConfig
 from flax_impl import training as flax_training
-from flax_impl.nnx_steps import NnxTrainState
+from flax_impl.nnx_steps import NnxTrainState, replace_values
 from flax_impl.steps import cross_entropy, make_optimizer
 from flax_impl.variants import build_model, build_nnx_model, layer_outputs, nnx_layer_outputs
 from parity_tests.helpers import JAX_DEVICE
@@ -77,9 +77,7 @@ class NnxImpl(LinenImpl):
     def model(self, params: dict, k: int = 3) -> nnx.Module:
         """The NNX model holding these weights."""
         model = build_nnx_model(self.variant, nnx.Rngs(0), k)
-        weights = nnx.state(model, nnx.Param)  # a copy of the model's parameters
-        nnx.replace_by_pure_dict(weights, params)
-        nnx.update(model, weights)
+        nnx.update(model, replace_values(nnx.state(model, nnx.Param), params))  # every layer, or an error
         return model
 
     def from_weights(self, params: dict, k: int = 3, lr: float = TrainConfig.lr):
@@ -105,9 +103,8 @@ class NnxImpl(LinenImpl):
     def apply_gradients(state: NnxTrainState, grads: dict) -> NnxTrainState:
         """One optimizer step: nnx.Optimizer.update."""
         model, optimizer = state.merge()
-        as_state = nnx.state(model, nnx.Param)  # the gradients in the parameters' State structure
-        nnx.replace_by_pure_dict(as_state, grads)
-        optimizer.update(model, as_state)
+        zeros = jax.tree.map(jnp.zeros_like, nnx.state(model, nnx.Param))  # the parameters' State structure
+        optimizer.update(model, replace_values(zeros, grads, "gradients"))
         return state.updated(model, optimizer)
 
 
