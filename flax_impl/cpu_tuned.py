@@ -166,22 +166,25 @@ class CpuTunedConvnet(Convnet):
         return max_pool_2x2(x)
 
 
-class TunedConv(nnx.Module):
-    """An nnx.Conv's own parameters ('kernel' HWIO, 'bias'), applied through conv2d."""
-
-    def __init__(self, conv: nnx.Conv):
-        self.kernel, self.bias = conv.kernel, conv.bias
+class TunedConv(nnx.Conv):
+    """nnx.Conv ("VALID", stride 1) with its own parameters ('kernel' HWIO, 'bias') and draws, applied through conv2d."""
 
     def __call__(self, x):  # (N, H, W, C)
         return conv2d(x, self.kernel[...], self.bias[...])
 
 
 class NnxCpuTunedConvnet(nnx_model.Convnet):
-    """The NNX Convnet with conv2d and max_pool_2x2 in place of nnx.Conv and nnx.max_pool; the same init draws."""
+    """The NNX Convnet with conv2d and max_pool_2x2 in place of nnx.Conv and nnx.max_pool; its layers are
+    built in the same order from the same rngs, so the init draws are the same numbers."""
 
     def __init__(self, conv2d_kernel_size: int = 3, init: str = "torch", *, rngs: nnx.Rngs):
-        super().__init__(conv2d_kernel_size, init, rngs=rngs)
-        self.conv1, self.conv2 = TunedConv(self.conv1), TunedConv(self.conv2)
+        k = conv2d_kernel_size
+        spatial_sizes(k)
+        self.conv1 = TunedConv(1, CONV1_CHANNELS, (k, k), padding="VALID", rngs=rngs, **initializers(init, 1 * k * k))
+        self.conv2 = TunedConv(CONV1_CHANNELS, CONV2_CHANNELS, (k, k), padding="VALID", rngs=rngs,
+                               **initializers(init, CONV1_CHANNELS * k * k))
+        self.dense1 = nnx.Linear(flat_features(k), HIDDEN, rngs=rngs, **initializers(init, flat_features(k)))
+        self.dense2 = nnx.Linear(HIDDEN, NUM_CLASSES, rngs=rngs, **initializers(init, HIDDEN))
 
     def pool(self, x):
         return max_pool_2x2(x)
