@@ -141,16 +141,7 @@ def flax_rows(name: str, device_name: str, args):
     config = TrainConfig("flax", variant=args.variant, api="nnx" if name == "nnx-jit" else args.api)
     state = flax_training.create_train_state(config, placement)
     if name == "nnx-jit":  # the NNX step as a reader writes it: nnx.jit, one call per batch, objects in place
-        from flax_impl import nnx_steps
-
-        model, optimizer = state.merge()
-        sink = []
-
-        def run_reader_step(idx):
-            sink[:] = [nnx_steps.train_step(model, optimizer, {"images": x_all[idx], "labels": y_all[idx]})]
-
-        return time_steps(run_reader_step, endless_batches(len(ds.train_labels)), args.warmup, args.steps,
-                          args.repeats, lambda: jax.block_until_ready(sink)), placement
+        return nnx_reader_loop(state, x_all, y_all, len(ds.train_labels), args), placement
     k = args.k or flax_training.steps_per_dispatch(config, placement.platform)
     holder = {"state": state, "totals": flax_training.zero_totals(placement)}
     step = None
@@ -170,6 +161,45 @@ def flax_rows(name: str, device_name: str, args):
     first, times = time_steps(run_step, grouped(), max(1, args.warmup // k), max(1, args.steps // k), args.repeats,
                               lambda: jax.block_until_ready(holder["totals"]))
     return (first, [t / k for t in times]), placement
+
+
+def nnx_reader_loop(state, x_all, y_all, n: int, args):
+    """The reader's loop: one `nnx.jit` call per batch on the model and optimizer in place. --gather
+    eager indexes the batch outside the step (x_all[idx], as a reader writes it), inside passes the
+    indices; --cached calls the step through nnx.cached_partial (Flax's performance guide: the graph
+    traversal of model and optimizer cached instead of redone every call). XLA's options come from
+    the environment (benchmarks.nnx_loop sets XLA_FLAGS), as nnx.jit takes no compiler options."""
+    import jax
+    from flax import nnx
+
+    from flax_impl import nnx_steps
+    from flax_impl.steps import gather
+
+    @nnx.jit
+    def gathering_step(model, optimizer, images, labels, idx):
+        return nnx_steps.train_step(model, optimizer, gather(images, labels, idx))
+
+    if args.gather == "eager":
+        step, inputs = nnx_steps.jit_train_step, lambda idx: ({"images": x_all[idx], "labels": y_all[idx]},)
+    else:
+        step, inputs = gathering_step, lambda idx: (x_all, y_all, idx)
+    model, optimizer = state.merge()
+    if args.cached:
+        cached = nnx.cached_partial(step, model, optimizer)
+
+        def run(idx):
+            return cached(*inputs(idx))
+    else:
+        def run(idx):
+            return step(model, optimizer, *inputs(idx))
+
+    sink = []
+
+    def run_step(idx):
+        sink[:] = [run(jax.numpy.asarray(idx))]
+
+    return time_steps(run_step, endless_batches(n), args.warmup, args.steps, args.repeats,
+                      lambda: jax.block_until_ready(sink))
 
 
 def flax_memory(placement) -> float | None:
@@ -228,6 +258,9 @@ def main(argv=None) -> int:
     parser.add_argument("--variant", default="auto", help="flax: model variant (auto, idiomatic, cpu-tuned)")
     parser.add_argument("--api", default="linen", help="flax: linen or nnx")
     parser.add_argument("--size", type=int, default=2048, help="ceiling: matmul size")
+    parser.add_argument("--gather", choices=("eager", "inside"), default="eager",
+                        help="nnx-jit: index the batch outside the step (eager) or inside it")
+    parser.add_argument("--cached", action="store_true", help="nnx-jit: call the step through nnx.cached_partial")
     args = parser.parse_args(argv)
     if args.row.startswith("ceiling-"):
         gflops = matmul_ceiling(args.row.removeprefix("ceiling-"), args.device, args.size, args.repeats)

@@ -71,7 +71,8 @@ def test_the_trainers_seeded_state_is_nnx_rngs_of_the_seed():
 def test_the_readers_nnx_jit_step_and_the_trainers_fused_steps_train_the_same(variant):
     """The step a reader copies (nnx.jit, one call a batch) and the trainer's hot loop (the same step
     merged and split inside one jax.jit; a lax.scan of 3 for the cpu-tuned variant, one step per
-    dispatch for the idiomatic one, as the trainer runs them on a CPU): bit for bit."""
+    dispatch for the idiomatic one, as the trainer runs them on a CPU): bit for bit, and so does the
+    reader's loop through nnx.cached_partial."""
     ds = synthetic_dataset(192, 10)
     cpu = jax.devices("cpu")[0]
     images, labels = flax_training.device_arrays(ds.train_images, ds.train_labels, cpu)
@@ -82,16 +83,20 @@ def test_the_readers_nnx_jit_step_and_the_trainers_fused_steps_train_the_same(va
     for start in range(0, 3, k):
         state, totals = nnx_steps.train_steps(state, totals, images, labels, jnp.asarray(idx[start : start + k]))
 
-    model = nnx_steps.build_nnx_model(variant, nnx.Rngs(2))
-    optimizer = nnx.Optimizer(model, optax.adam(1e-3, b1=0.9, b2=0.999, eps=1e-8), wrt=nnx.Param)
-    loss_sum = 0.0
-    for rows in idx:
-        loss_sum += float(nnx_steps.train_step(model, optimizer, {"images": images[rows], "labels": labels[rows]})
-                          ["loss_sum"])
-    for x, y in zip(jax.tree.leaves(nnx.to_pure_dict(nnx.state(model, nnx.Param))), jax.tree.leaves(state.params)):
-        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
-    assert int(state.step) == int(optimizer.step[...]) == 3
-    assert float(totals["loss_sum"]) == pytest.approx(loss_sum, rel=1e-6)
+    # The reader's loop, as written and with Flax's cached_partial (the graph traversal cached).
+    for cached in (False, True):
+        model = nnx_steps.build_nnx_model(variant, nnx.Rngs(2))
+        optimizer = nnx.Optimizer(model, optax.adam(1e-3, b1=0.9, b2=0.999, eps=1e-8), wrt=nnx.Param)
+        step = (nnx.cached_partial(nnx_steps.jit_train_step, model, optimizer) if cached
+                else lambda batch: nnx_steps.jit_train_step(model, optimizer, batch))
+        loss_sum = 0.0
+        for rows in idx:
+            loss_sum += float(step({"images": images[rows], "labels": labels[rows]})["loss_sum"])
+        for x, y in zip(jax.tree.leaves(nnx.to_pure_dict(nnx.state(model, nnx.Param))),
+                        jax.tree.leaves(state.params)):
+            np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+        assert int(state.step) == int(optimizer.step[...]) == 3
+        assert float(totals["loss_sum"]) == pytest.approx(loss_sum, rel=1e-6)
 
 
 @pytest.mark.realdata
@@ -171,3 +176,27 @@ def test_nnx_eval_only_and_a_diverging_run(real_data, tmp_path):
     assert f"({linen['test_correct']}/256)" in proc.stdout, proc.stdout + proc.stderr
     msg = one_line_error(flax_cli(*NNX, *TINY, "--lr", "1e30", "--out-dir", str(tmp_path / "nan")))
     assert "non-finite at epoch 1, step" in msg and "--lr" in msg
+
+
+@pytest.mark.parametrize("api", ["linen", "nnx"])
+def test_a_partial_weight_tree_is_refused_in_the_same_words_by_both_apis(api):
+    """nnx.replace_by_pure_dict alone keeps the old values of a layer the new tree lacks: refused, named."""
+    state = flax_training.create_train_state(TrainConfig("flax", api=api, variant="idiomatic"), jax.devices("cpu")[0])
+    params = dict(jax.device_get(state.params))
+    params.pop("dense2")
+    with pytest.raises(ValueError, match=r"^parameters do not match the model's: missing dense2\.bias, dense2\.kernel$"):
+        flax_training.with_params(state, params)
+    params["dense2"] = {"kernel": np.zeros((128, 11), np.float32), "bias": np.zeros(11, np.float32)}
+    with pytest.raises(ValueError, match=r"dense2\.bias has shape \(11,\), expected \(10,\)"):
+        flax_training.with_params(state, params)
+
+
+def test_the_parity_adapter_refuses_gradients_for_only_some_layers():
+    """A layer missing from the gradients would otherwise step with whatever seeded the tree."""
+    from parity_tests.jax_impls import NnxImpl
+
+    impl = NnxImpl("idiomatic")
+    params = jax.device_get(impl.train_state().params)
+    grads = {name: jax.tree.map(np.zeros_like, layer) for name, layer in params.items() if name != "conv2"}
+    with pytest.raises(ValueError, match=r"^gradients do not match the model's: missing conv2\.bias, conv2\.kernel\b"):
+        impl.apply_gradients(impl.from_weights(params), grads)
