@@ -47,7 +47,8 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=128, help="timed steps per round (default: %(default)s)")
     parser.add_argument("--warmup", type=int, default=32, help="untimed steps first (default: %(default)s)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default: %(default)s)")
-    parser.add_argument("--out", default="runs/bench/nnx_loop", help="output path without suffix (default: %(default)s)")
+    parser.add_argument("--out", default="runs/bench/nnx_loop",
+                        help="output path without suffix (default: %(default)s)")
     args = parser.parse_args(argv)
 
     table_rows = rows()

@@ -167,7 +167,7 @@ class CpuTunedConvnet(Convnet):
 
 
 class TunedConv(nnx.Conv):
-    """nnx.Conv ("VALID", stride 1) with its own parameters ('kernel' HWIO, 'bias') and draws, applied through conv2d."""
+    """nnx.Conv ("VALID", stride 1): its own parameters ('kernel' HWIO, 'bias') and draws, applied through conv2d."""
 
     def __call__(self, x):  # (N, H, W, C)
         return conv2d(x, self.kernel[...], self.bias[...])

@@ -184,7 +184,8 @@ def test_a_partial_weight_tree_is_refused_in_the_same_words_by_both_apis(api):
     state = flax_training.create_train_state(TrainConfig("flax", api=api, variant="idiomatic"), jax.devices("cpu")[0])
     params = dict(jax.device_get(state.params))
     params.pop("dense2")
-    with pytest.raises(ValueError, match=r"^parameters do not match the model's: missing dense2\.bias, dense2\.kernel$"):
+    with pytest.raises(ValueError,
+                       match=r"^parameters do not match the model's: missing dense2\.bias, dense2\.kernel$"):
         flax_training.with_params(state, params)
     params["dense2"] = {"kernel": np.zeros((128, 11), np.float32), "bias": np.zeros(11, np.float32)}
     with pytest.raises(ValueError, match=r"dense2\.bias has shape \(11,\), expected \(10,\)"):

@@ -1,0 +1,667 @@
+"""Every check of a port, each a function of one Proof, fastest first. Each returns what it measured
+(one line per thing compared) or raises parity.compare.Split saying where the two sides first split.
+
+Bounds, and how they were measured (each check prints what it compared; `python -m parity` runs them):
+- float64, both sides: the same formulas agree to ~1e-15 relative per layer and ~1e-14 over a dozen
+  steps (examples/: <= 3e-15 forward, <= 2e-14 gradients, <= 4e-14 after 12 steps); bound 1e-9.
+  A porting bug moves something by 1e-8 (a float32 schedule) to O(1) (a layout).
+- float32: each side against the float64 torch reference; JAX's error may not exceed 16 times
+  torch's own float32 error (or a floor of 256 float32 ulps of the tensor's scale). That is where
+  TF32-class matmuls (~1e-3) show and float32 rounding (~1e-7) does not.
+- Gradients whose true value is zero (a bias right before a BatchNorm): each side returns float noise,
+  so a relative bound cannot judge them; every gradient is judged relative to the largest of its
+  tensor's float64 gradient and 1e-3 of the model's largest gradient.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import torch
+
+from data import FashionMNIST, epoch_order
+from parity.compare import Split, first_split, scale, worst
+from parity.jax_side import JaxModel, is_dropout
+from parity.port import Port
+from parity.record import Masks, Recorder
+from parity.torch_side import ELEMENTWISE_DROPOUT, TorchModel
+from parity.weights import flat, jax_to_torch, map_problems, mapped, torch_to_jax
+
+F64_RTOL = 1e-9
+F32_FACTOR = 16
+F32_FLOOR_ULPS = 256
+F32_ULP = float(np.finfo(np.float32).eps)
+F64_ULP = float(np.finfo(np.float64).eps)
+GRAD_FLOOR = 1e-3  # of the model's largest gradient: where a tensor's own gradient is (truly) ~0
+SCHEDULE_RTOL = 1e-12
+# Optimizer state: torch's names -> optax's, for the optimizers ports use most. Extend per port.
+OPTIMIZER_STATE = {"exp_avg": "mu", "exp_avg_sq": "nu", "square_avg": "e_g", "acc_delta": "e_x",
+                   "momentum_buffer": "trace", "sum": "sum_of_squares"}
+
+
+@dataclass
+class Proof:
+    """A port and the real data it is proven on; models and batches are built from them on demand."""
+
+    port: Port
+    dataset: FashionMNIST
+    seed: int = 0
+    trajectory_epochs: int = 3  # the trajectories cross 2 epoch boundaries (schedules step there)
+    steps_per_epoch: int = 4
+    cache: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.torch = TorchModel(self.port.torch)
+        self.jax = JaxModel(self.port.jax)
+
+    def batch(self, i: int, size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The i-th training batch of the shared loader's seed-0 order: uint8 images, int64 labels."""
+        size = size or self.port.batch_size
+        order = epoch_order(len(self.dataset.train_labels), seed=self.seed, epoch=1)
+        idx = order[i * size : (i + 1) * size]
+        return self.dataset.train_images[idx], self.dataset.train_labels[idx].astype(np.int64)
+
+    def inputs(self, images: np.ndarray, dtype=np.float64) -> tuple[np.ndarray, np.ndarray]:
+        return self.port.torch_inputs(images).astype(dtype), self.port.jax_inputs(images).astype(dtype)
+
+    def pair(self, dtype=np.float64, seed: int | None = None):
+        """(torch model, JAX variables, JAX rest): torch's seeded draw, and JAX holding the same values."""
+        seed = self.seed if seed is None else seed
+        model = self.torch.build(seed, torch.float64 if dtype == np.float64 else torch.float32)
+        _, rest = self.jax_init(seed)
+        variables = torch_to_jax(self.port, self.torch.state(model), dtype)
+        return model, variables, rest
+
+    def jax_init(self, seed: int):
+        if seed not in self.cache:
+            self.cache[seed] = self.jax.init(seed)
+        return self.cache[seed]
+
+    def x64(self, dtype):
+        return jax.enable_x64(dtype == np.float64)
+
+
+# ------------------------------------------------------------------------------------ structure
+
+
+def check_weight_map(proof: Proof) -> list[str]:
+    """Every tensor of both sides is in the weight map, one to one, with matching shapes."""
+    model = proof.torch.build(proof.seed)
+    variables, _ = proof.jax_init(proof.seed)
+    problems = map_problems(proof.port, proof.torch.state(model), variables)
+    if problems:
+        raise Split(f"{proof.port.name}: the weight map does not match the models: " + "; ".join(problems))
+    return [f"{len(proof.port.weights)} tensors mapped one to one"]
+
+
+def _layer(name: str) -> str:
+    return name.rsplit(".", 1)[0] if "." in name else name
+
+
+def check_parameter_counts(proof: Proof) -> list[str]:
+    """Trainable parameters layer by layer (torch's parameters vs JAX's params collection), and in total."""
+    model = proof.torch.build(proof.seed)
+    variables, _ = proof.jax_init(proof.seed)
+    jax_sizes = {path: a.size for path, a in flat(variables).items() if path.startswith("params/")}
+    torch_layers, jax_layers = {}, {}
+    for name, p in model.named_parameters():
+        torch_layers[_layer(name)] = torch_layers.get(_layer(name), 0) + p.numel()
+        path = proof.port.weights[name][0]
+        jax_layers[_layer(name)] = jax_layers.get(_layer(name), 0) + jax_sizes.pop(path, 0)
+    for path, size in jax_sizes.items():  # JAX params no torch parameter maps to (a buffer, say)
+        jax_layers[path] = jax_layers.get(path, 0) + size
+    lines = []
+    for layer in sorted(set(torch_layers) | set(jax_layers), key=list(torch_layers).index
+                        if set(jax_layers) <= set(torch_layers) else str):
+        t, j = torch_layers.get(layer, 0), jax_layers.get(layer, 0)
+        if t != j:
+            raise Split(f"parameter counts: first split at {layer}: torch {t:,}, JAX {j:,} trainable parameters")
+        lines.append(f"{layer}: {t:,}")
+    total = sum(torch_layers.values())
+    return [*lines, f"total: {total:,} on both sides"]
+
+
+def check_inputs(proof: Proof) -> list[str]:
+    """Both sides' input transforms (the training scripts' normalisation) on the same 256 real images:
+    the same values, in torch's layout, to float32 rounding."""
+    images, _ = proof.batch(0, 256)
+    xt = np.asarray(proof.port.torch_inputs(images))
+    xj = proof.port.to_torch_layout(np.asarray(proof.port.jax_inputs(images)))
+    return first_split([("the inputs", xt, xj, 4 * F32_ULP * max(scale(xt), 1.0))], "input transforms")
+
+
+def check_init(proof: Proof, seeds: int = 3, alpha: float = 1e-4) -> list[str]:
+    """Each tensor's initial draw: the same distribution on both sides (two-sample Kolmogorov-Smirnov
+    over `seeds` draws each); a seed gives the same draw again and another seed another draw."""
+    from scipy.stats import ks_2samp
+
+    torch_draws = [proof.torch.state(proof.torch.build(s)) for s in range(seeds)]
+    jax_draws = [flat(proof.jax.init(s)[0]) for s in range(seeds)]
+    again = flat(proof.jax.init(0)[0])
+    lines = []
+    for name, (path, layout) in proof.port.weights.items():
+        t = np.concatenate([d[name].ravel() for d in torch_draws]).astype(np.float64)
+        j = np.concatenate([d[path].ravel() for d in jax_draws]).astype(np.float64)
+        if np.ptp(t) == 0 and np.ptp(j) == 0:  # constants (a BatchNorm's scale, a running mean)
+            if t[0] != j[0]:
+                raise Split(f"initialisation: first split at {name} ({path}): torch starts at {t[0]:g}, "
+                            f"JAX at {j[0]:g}")
+            lines.append(f"{name}: the constant {t[0]:g} on both sides")
+            continue
+        p = ks_2samp(t, j).pvalue
+        if p < alpha:
+            raise Split(f"initialisation: first split at {name} ({path}): not the same distribution (KS p = "
+                        f"{p:.2g}): torch mean {t.mean():.4g} std {t.std():.4g} range [{t.min():.4g}, {t.max():.4g}], "
+                        f"JAX mean {j.mean():.4g} std {j.std():.4g} range [{j.min():.4g}, {j.max():.4g}]")
+        if not np.array_equal(again[path], jax_draws[0][path]):
+            raise Split(f"initialisation: {path}: the same seed gave JAX another draw")
+        if seeds > 1 and np.array_equal(jax_draws[0][path], jax_draws[1][path]):
+            raise Split(f"initialisation: {path}: seeds 0 and 1 gave JAX the same draw (is the seed used?)")
+        lines.append(f"{name}: KS p = {p:.2g}")
+    return lines
+
+
+# ------------------------------------------------------------------------------------ forward
+
+
+def jax_hook(proof: Proof, recorder: Recorder, probes: dict | None = None):
+    """The JAX side's recording hook: outputs by torch's layer names; dropout gets torch's masks."""
+    to_torch_name = {proof.port.jax_layer(t): t for t in proof.port.layers} if proof.port.layers else {}
+
+    def hook(name, call, module, args, kwargs):
+        name = to_torch_name.get(name, name)
+        if is_dropout(module):
+            x = args[0]
+            probe = np.asarray(call(jnp.ones(x.shape, x.dtype), *args[1:], **kwargs))
+            if probes is not None:
+                probes.setdefault(name, []).append(probe)
+            mask = recorder.masks.get((name, recorder.next_call(name))) if recorder.masks else None
+            active = not np.all(probe == 1)
+            if active and mask is not None:  # torch's mask, scaled as this layer scales its survivors
+                out = x * jnp.asarray(proof.port.to_jax_layout(mask), x.dtype) * probe.max()
+            else:
+                out = call(*args, **kwargs)
+        else:
+            out = call(*args, **kwargs)
+        if isinstance(out, jax.Array) and not isinstance(out, jax.core.Tracer):
+            recorder.record(name, out)
+        elif isinstance(out, jax.core.Tracer):
+            recorder.record(name, np.zeros(out.shape))  # under autodiff: the order, not the values
+        return out
+
+    return hook
+
+
+def forward_pair(proof: Proof, train: bool, dtype=np.float64, batch: int = 0, masks_seed: int = 0):
+    """Both sides' forward passes from the same weights on one batch, every layer recorded."""
+    images, _ = proof.batch(batch)
+    xt, xj = proof.inputs(images, dtype)
+    model, variables, rest = proof.pair(dtype)
+    masks = Masks(masks_seed)
+    rec_t, rec_j = Recorder(masks), Recorder(masks)
+    out_t = proof.torch.run(model, xt, train, rec_t)
+    with proof.x64(dtype):
+        out_j, stats_j = proof.jax.run(rest, jax.tree.map(jnp.asarray, variables), jnp.asarray(xj), train,
+                                       jax_hook(proof, rec_j))
+        out_j = np.asarray(out_j)
+    return (model, out_t, rec_t), (np.asarray(out_j), stats_j, rec_j)
+
+
+def layer_items(proof: Proof, rec_t: Recorder, rec_j: Recorder, rtol: float, bound_of=None):
+    """(label, torch, JAX-in-torch-layout, bound) for every layer both sides recorded, in torch's order."""
+    items = []
+    for name, call in rec_t.order:
+        if len(rec_j.outputs.get(name, [])) <= call:
+            continue  # a layer JAX has no module for (a functional call there): compared downstream
+        t = rec_t.outputs[name][call]
+        j = proof.port.to_torch_layout(rec_j.outputs[name][call])
+        label = name if len(rec_t.outputs[name]) == 1 else f"{name} (call {call + 1})"
+        items.append((label, t, j, bound_of(name, call, t) if bound_of else rtol * max(scale(t), 1e-300)))
+    return items
+
+
+def _check_forward(proof: Proof, train: bool) -> list[str]:
+    (model, out_t, rec_t), (out_j, stats_j, rec_j) = forward_pair(proof, train)
+    mode = "train" if train else "eval"
+    shared = [n for n, _ in rec_t.order if n in rec_j.outputs]
+    if not shared:
+        raise Split(f"forward ({mode}): no layer name is shared by both sides; give Port.layers")
+    items = layer_items(proof, rec_t, rec_j, F64_RTOL)
+    items.append(("the output", out_t, out_j, F64_RTOL * scale(out_t)))
+    lines = first_split(items, f"forward in {mode} mode, float64, the same weights"
+                        + (" and dropout masks" if train else ""))
+    if train and stats_j is not None:  # the running statistics this one pass left behind
+        torch_state = proof.torch.state(model)
+        new = {**torch_to_jax(proof.port, torch_state, np.float64), "batch_stats": stats_j}
+        lines += compare_variables(proof, torch_state, new, "running statistics after one train-mode pass",
+                                   only="batch_stats/")
+    return lines
+
+
+def check_forward_eval(proof: Proof) -> list[str]:
+    """Eval mode, float64, the same weights: every named layer's output, then the model's output."""
+    return _check_forward(proof, train=False)
+
+
+def check_forward_train(proof: Proof) -> list[str]:
+    """Train mode, float64, the same weights and dropout masks: every layer, and the running statistics."""
+    return _check_forward(proof, train=True)
+
+
+def compare_variables(proof: Proof, torch_state: dict, variables: dict, what: str, only: str = "",
+                      rtol: float = F64_RTOL) -> list[str]:
+    """torch's tensors against JAX's (mapped into torch's layout), in the weight map's order."""
+    back = jax_to_torch(proof.port, variables)
+    items = [(name, torch_state[name], back[name], rtol * max(scale(torch_state[name]), 1e-300))
+             for name, (path, _) in proof.port.weights.items() if path.startswith(only)]
+    return first_split(items, what)
+
+
+def check_dropout(proof: Proof, n: int = 200_000) -> list[str]:
+    """Each dropout layer's own convention, alone: in train mode it drops its rate of the elements
+    (within 5 standard errors) and scales survivors by 1 / (1 - rate); in eval mode it is the identity."""
+    model, variables, rest = proof.pair(np.float32)
+    torch_layers = {name: m for name, m in model.named_modules() if isinstance(m, ELEMENTWISE_DROPOUT)}
+    if not torch_layers:
+        return ["no dropout layers"]
+    images, _ = proof.batch(0, 4)
+    xt, xj = proof.inputs(images, np.float32)
+    lines = []
+    for train in (True, False):
+        probes: dict = {}
+        rec = Recorder(None)
+        proof.jax.run(rest, jax.tree.map(jnp.asarray, variables), jnp.asarray(xj), train,
+                      _probing_hook(proof, rec, probes, n))
+        for name, layer in torch_layers.items():
+            jax_probe = probes.get(name)
+            if jax_probe is None:
+                raise Split(f"dropout: torch's {name} has no JAX dropout layer of that name (Port.layers)")
+            layer.train(train)
+            t = layer.forward(torch.ones(n)).numpy()
+            j = jax_probe[0]
+            for side, out in (("torch", t), ("JAX", j)):
+                kept = out != 0
+                dropped = 1 - kept.mean()
+                want = layer.p if train else 0.0
+                se = np.sqrt(max(want * (1 - want), 1e-12) / n)
+                survivors = np.unique(out[kept])
+                want_scale = 1 / (1 - layer.p) if train else 1.0
+                if abs(dropped - want) > 5 * se or not np.allclose(survivors, want_scale, rtol=1e-6):
+                    raise Split(f"dropout in {'train' if train else 'eval'} mode: first split at {name}: {side} drops "
+                                f"{dropped:.4f} of its inputs (torch's p: {want:.4f}) and scales survivors by "
+                                f"{survivors[:3].tolist()} (want {want_scale:.6g})")
+            lines.append(f"{name} ({'train' if train else 'eval'}): torch drops {1 - (t != 0).mean():.4f}, "
+                         f"JAX {1 - (j != 0).mean():.4f}, survivors x{want_scale:.4g}")
+    return lines
+
+
+def _probing_hook(proof: Proof, recorder: Recorder, probes: dict, n: int):
+    inner = jax_hook(proof, recorder)
+
+    def hook(name, call, module, args, kwargs):
+        if is_dropout(module):
+            torch_name = {proof.port.jax_layer(t): t for t in proof.port.layers}.get(name, name)
+            probes.setdefault(torch_name, []).append(np.asarray(call(jnp.ones((n,), jnp.float32), *args[1:], **kwargs)))
+        return inner(name, call, module, args, kwargs)
+
+    return hook
+
+
+def check_float32_forward(proof: Proof) -> list[str]:
+    """float32, eval mode: each layer's error against the float64 torch reference is, on the JAX side, at
+    most 16 times torch's own float32 error (or 256 ulps of the layer's scale): no lower precision."""
+    (_, ref_out, ref), _ = forward_pair(proof, train=False, dtype=np.float64)
+    (_, t_out, rec_t), (j_out, _, rec_j) = forward_pair(proof, train=False, dtype=np.float32)
+    items = []
+    for name, call in rec_t.order:
+        if len(rec_j.outputs.get(name, [])) <= call:
+            continue
+        r = ref.outputs[name][call]
+        t_err = np.abs(rec_t.outputs[name][call] - r).max()
+        bound = max(F32_FACTOR * t_err, F32_FLOOR_ULPS * F32_ULP * scale(r))
+        items.append((name, r, proof.port.to_torch_layout(rec_j.outputs[name][call]), bound))
+    t_err = np.abs(t_out - ref_out).max()
+    items.append(("the output", ref_out, j_out, max(F32_FACTOR * t_err, F32_FLOOR_ULPS * F32_ULP * scale(ref_out))))
+    return first_split(items, "forward in float32 against the float64 reference (bound: 16x torch's own error)")
+
+
+def check_running_statistics(proof: Proof, passes: int = 5, eval_passes: int = 2) -> list[str]:
+    """Running statistics (BatchNorm's mean and variance): after each of `passes` train-mode passes in
+    float64 (the same weights, batches and masks) within 1e-9, which fixes momentum's convention, the
+    unbiased variance and the update order; then eval-mode passes leave them unchanged, on both sides."""
+    model, variables, rest = proof.pair(np.float64)
+    if "batch_stats" not in variables:
+        return ["no running statistics on either side" if not any(".running_" in n for n in proof.port.weights)
+                else "torch keeps running statistics the JAX side does not: see the weight map"]
+    stats_names = [n for n, (path, _) in proof.port.weights.items() if path.startswith("batch_stats/")]
+    items = []
+    with jax.enable_x64(True):
+        jv = jax.tree.map(jnp.asarray, variables)
+        for i in range(passes + eval_passes):
+            train = i < passes
+            images, _ = proof.batch(i)
+            xt, xj = proof.inputs(images)
+            masks = Masks(i)
+            before_t = proof.torch.state(model)
+            proof.torch.run(model, xt, train, Recorder(masks))
+            _, stats = proof.jax.run(rest, jv, jnp.asarray(xj), train, jax_hook(proof, Recorder(masks)))
+            before_j = jax_to_torch(proof.port, jax.tree.map(np.asarray, jv))
+            jv = {**jv, "batch_stats": stats}
+            now_t, now_j = proof.torch.state(model), jax_to_torch(proof.port, jax.tree.map(np.asarray, jv))
+            label = f"train-mode pass {i + 1}" if train else f"eval-mode pass {i - passes + 1}"
+            for name in stats_names:
+                if train:
+                    items.append((f"{label}: {name}", now_t[name], now_j[name],
+                                  F64_RTOL * max(scale(now_t[name]), 1e-300)))
+                else:  # each side against itself: an eval pass must not move them at all
+                    for side, before, now in (("torch", before_t, now_t), ("JAX", before_j, now_j)):
+                        if not np.array_equal(before[name], now[name]):
+                            raise Split(f"running statistics: {side} changed {name} in {label} (by up to "
+                                        f"{np.abs(before[name] - now[name]).max():.3g}): eval mode must leave them")
+    lines = first_split(items, "running statistics, float64")
+    return [lines[len(stats_names) - 1], lines[-1], f"unchanged by {eval_passes} eval-mode passes on both sides"]
+
+
+# ------------------------------------------------------------------------------------ loss, gradients
+
+
+def grads_pair(proof: Proof, dtype, batch: int = 0):
+    images, labels = proof.batch(batch)
+    xt, xj = proof.inputs(images, dtype)
+    model, variables, rest = proof.pair(dtype)
+    masks = Masks(batch)
+    loss_t, grads_t = proof.torch.loss_and_grads(model, xt, labels, Recorder(masks))
+    with proof.x64(dtype):
+        loss_j, grads_j, _ = proof.jax.loss_and_grads(rest, jax.tree.map(jnp.asarray, variables), jnp.asarray(xj),
+                                                      jnp.asarray(labels), jax_hook(proof, Recorder(masks)))
+        grads_j = jax_to_torch(proof.port, {"params": jax.tree.map(np.asarray, grads_j)})
+    return (loss_t, grads_t), (float(loss_j), grads_j)
+
+
+def check_loss_and_gradients(proof: Proof) -> list[str]:
+    """Train mode, the same weights, batch and masks: the loss, then every parameter's gradient, in
+    float64 (both sides agree to 1e-9) and in float32 (each side against the float64 reference,
+    relative to max(the tensor's float64 gradient, 1e-3 of the largest): gradients that are truly
+    zero come out as float noise on both sides, and are judged against that floor)."""
+    (loss64, ref), (loss64_j, g64_j) = grads_pair(proof, np.float64)
+    top = max(scale(g) for g in ref.values())
+    floor = {name: max(scale(g), GRAD_FLOOR * top) for name, g in ref.items()}
+    params = [n for n in ref]  # torch's order: the model's layers in order
+    lines = first_split([("the loss", np.float64(loss64), np.float64(loss64_j), F64_RTOL * abs(loss64))]
+                        + [(f"d loss / d {n}", ref[n], g64_j[n], F64_RTOL * floor[n]) for n in params],
+                        "loss and gradients, float64, the same weights, batch and masks")
+    (loss32, g32_t), (loss32_j, g32_j) = grads_pair(proof, np.float32)
+    items = [("the loss (float32)", np.float64(loss64), np.float64(loss32_j),
+              max(F32_FACTOR * abs(loss32 - loss64), F32_FLOOR_ULPS * F32_ULP * abs(loss64)))]
+    for n in params:
+        t_err = np.abs(g32_t[n] - ref[n]).max()
+        items.append((f"d loss / d {n} (float32)", ref[n], g32_j[n],
+                      max(F32_FACTOR * t_err, F32_FLOOR_ULPS * F32_ULP * floor[n], 1e-4 * floor[n])))
+    return lines + first_split(items, "gradients in float32 against the float64 reference")
+
+
+# ------------------------------------------------------------------------------------ optimizer, schedule
+
+
+def check_schedule(proof: Proof, epochs: int = 4, steps_per_epoch: int = 5) -> list[str]:
+    """The learning rate in effect at every step: torch's scheduler stepped as the script steps it
+    (per epoch or per step) against the JAX schedule at each step count, in float64."""
+    side = proof.port.torch
+    if side.scheduler is None and proof.port.jax.schedule is None:
+        return ["no schedule on either side: the optimizer check covers the constant rate"]
+    if side.scheduler is None or proof.port.jax.schedule is None:
+        has = "torch" if side.scheduler else "JAX"
+        raise Split(f"schedule: only the {has} side declares one (TorchSide.scheduler / JaxSide.schedule)")
+    model = proof.torch.build(proof.seed)
+    optimizer = side.optimizer(model)
+    scheduler = side.scheduler(optimizer)
+    with jax.enable_x64(True):
+        schedule = proof.port.jax.schedule(steps_per_epoch)
+        items = []
+        for step in range(epochs * steps_per_epoch):
+            lr_t = optimizer.param_groups[0]["lr"]
+            lr_j = float(np.asarray(schedule(jnp.asarray(step, jnp.int32))))  # optax counts steps in int32
+            items.append((f"step {step + 1} (epoch {step // steps_per_epoch + 1})", np.float64(lr_t), np.float64(lr_j),
+                          SCHEDULE_RTOL * abs(lr_t)))
+            if side.scheduler_interval == "step" or (step + 1) % steps_per_epoch == 0:
+                optimizer.step()  # (no gradients: a no-op that keeps torch from warning about the order)
+                scheduler.step()
+    lines = first_split(items, f"learning rate, {steps_per_epoch} steps per epoch")
+    return [lines[0], lines[-1], f"{len(lines)} steps agree"]
+
+
+def gradient_sequence(proof: Proof, dtype=np.float64) -> list[dict[str, np.ndarray]]:
+    """Real gradients (three batches), then awkward ones: zeros, tiny, huge, sign-flipped, real again."""
+    real = [grads_pair(proof, dtype, batch=b)[0][1] for b in range(3)]
+    rng = np.random.default_rng(0)
+
+    def scaled(g, factor):
+        return {n: (v * factor).astype(dtype) for n, v in g.items()}
+
+    zeros = scaled(real[0], 0.0)
+    flips = {n: (v * rng.choice([-1.0, 1.0], v.shape)).astype(dtype) for n, v in real[2].items()}
+    return [real[0], real[1], zeros, scaled(real[2], 1e-9), scaled(real[0], 1e-6), scaled(real[1], 1e8), flips,
+            real[2], real[0]]
+
+
+def _ratio(line: str) -> float:
+    """'label: 1e-12 <= 2e-12' -> 0.5."""
+    diff, bound = line.rsplit(": ", 1)[1].split(" <= ")
+    return float(diff) / float(bound) if float(bound) else 0.0
+
+
+def _optax_state(opt_state, field_name: str):
+    try:
+        return optax.tree_utils.tree_get(opt_state, field_name)
+    except KeyError:
+        return None
+
+
+def check_optimizer(proof: Proof) -> list[str]:
+    """From the same float64 parameters and the same gradients (real, zero, tiny, huge, sign-flipped),
+    step after step: the same updates and the same optimizer state (torch's names -> optax's:
+    OPTIMIZER_STATE), at the schedule's first rate."""
+    grads = gradient_sequence(proof)
+    model, variables, _ = proof.pair(np.float64)
+    optimizer = proof.port.torch.optimizer(model)
+    params = dict(model.named_parameters())
+    lines = []
+    with jax.enable_x64(True):
+        tx = proof.jax.make_optimizer(10**9)  # an epoch longer than the sequence: the schedule's first rate
+        jp = jax.tree.map(jnp.asarray, variables["params"])
+        opt_state = tx.init(jp)
+        for step, g in enumerate(grads, start=1):
+            before = {n: p.detach().numpy().copy() for n, p in params.items()}
+            before_j = jax_to_torch(proof.port, {"params": jax.tree.map(np.asarray, jp)})
+            for n, p in params.items():
+                p.grad = torch.from_numpy(g[n].copy())
+            optimizer.step()
+            gj = torch_to_jax(proof.port, g, np.float64)["params"]
+            updates, opt_state = tx.update(jax.tree.map(jnp.asarray, gj), opt_state, jp)
+            jp = optax.apply_updates(jp, updates)
+            after_j = jax_to_torch(proof.port, {"params": jax.tree.map(np.asarray, jp)})
+            items = []
+            for n, p in params.items():
+                du_t = p.detach().numpy() - before[n]  # each side's update to its own parameters: each
+                du_j = after_j[n] - before_j[n]  # rounded its new value once, so an ulp of the value is allowed
+                bound = F64_RTOL * scale(du_t) + 2 * F64_ULP * scale(before[n])
+                items.append((f"step {step}, {n}: update", du_t, du_j, bound))
+                for key, value in optimizer.state[p].items():
+                    if key not in OPTIMIZER_STATE or not torch.is_tensor(value) or value.shape != p.shape:
+                        continue
+                    field_value = _optax_state(opt_state, OPTIMIZER_STATE[key])
+                    if field_value is None:
+                        raise Split(f"optimizer: torch keeps {key} and the JAX optimizer state has no "
+                                    f"{OPTIMIZER_STATE[key]!r}: not the same optimizer")
+                    mapped_value = jax_to_torch(proof.port, {"params": jax.tree.map(np.asarray, field_value)})[n]
+                    items.append((f"step {step}, {n}: {key}", value.numpy(), mapped_value,
+                                  F64_RTOL * max(scale(value.numpy()), 1e-300)))
+            step_lines = first_split(items, "optimizer, float64, the same gradients")
+            lines.append(step_lines.closest)
+    return [f"{len(grads)} steps agree; the closest to its bound: {max(lines, key=_ratio)}"]
+
+
+# ------------------------------------------------------------------------------------ training
+
+
+def _batches(proof: Proof):
+    return [proof.batch(i) for i in range(proof.trajectory_epochs * proof.steps_per_epoch)]
+
+
+def trajectory(proof: Proof, dtype, nudge: float = 0.0, side: str = "both"):
+    """Both sides' own training steps from torch's seeded weights (optionally nudged by 1 +- nudge),
+    the same batches and masks, the torch scheduler stepped as the script steps it: per step the
+    loss, and every variable after the step (torch names, torch layout)."""
+    spe = proof.steps_per_epoch
+    model = proof.torch.build(proof.seed, torch.float64 if dtype == np.float64 else torch.float32)
+    rng = np.random.default_rng(0)
+    if nudge:  # each weight by an ulp up or down at random (a uniform scale would vanish in a BatchNorm)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.mul_(1 + nudge * torch.from_numpy(rng.choice([-1.0, 1.0], tuple(p.shape))).to(p.dtype))
+    _, rest = proof.jax_init(proof.seed)
+    variables = torch_to_jax(proof.port, proof.torch.state(model), dtype)
+    optimizer = proof.port.torch.optimizer(model)
+    scheduler = proof.port.torch.scheduler(optimizer) if proof.port.torch.scheduler else None
+    out_t, out_j = [], []
+    with proof.x64(dtype):
+        tx = proof.jax.make_optimizer(spe)
+        jv = jax.tree.map(jnp.asarray, variables)
+        opt_state = tx.init(jv["params"])
+        for step, (images, labels) in enumerate(_batches(proof), start=1):
+            xt, xj = proof.inputs(images, dtype)
+            if nudge:  # and each input: exact ties (a flat background's equal pixels) break as rounding breaks them
+                xt = xt * (1 + nudge * rng.choice([-1.0, 1.0], xt.shape)).astype(dtype)
+            masks = Masks(1000 + step)
+            if side in ("both", "torch"):
+                loss_t = proof.torch.step(model, optimizer, xt, labels, Recorder(masks))
+                if scheduler is not None and (proof.port.torch.scheduler_interval == "step" or step % spe == 0):
+                    scheduler.step()
+                out_t.append((loss_t, proof.torch.state(model)))
+            if side in ("both", "jax"):
+                loss_j, jv, opt_state = proof.jax.step(rest, jv, tx, opt_state, jnp.asarray(xj), jnp.asarray(labels),
+                                                       jax_hook(proof, Recorder(masks)))
+                out_j.append((float(loss_j), jax_to_torch(proof.port, jax.tree.map(np.asarray, jv))))
+    return out_t, out_j
+
+
+def check_trajectory_float64(proof: Proof) -> list[str]:
+    """Steps of both sides' training from the same weights on the same batches and masks, across epoch
+    boundaries, in float64: the loss of every step and every variable after it, within 1e-9."""
+    out_t, out_j = trajectory(proof, np.float64)
+    items = []
+    for step, ((loss_t, state_t), (loss_j, state_j)) in enumerate(zip(out_t, out_j), start=1):
+        items.append((f"step {step}: the loss", np.float64(loss_t), np.float64(loss_j), F64_RTOL * abs(loss_t)))
+        for name in proof.port.weights:
+            items.append((f"step {step}: {name}", state_t[name], state_j[name],
+                          F64_RTOL * max(scale(state_t[name]), 1e-300)))
+    lines = first_split(items, f"float64 training, {proof.steps_per_epoch} steps per epoch")
+    return [f"{len(out_t)} steps agree; the closest to its bound: {lines.closest}"]
+
+
+def check_float32_drift(proof: Proof, factor: float = 8.0) -> list[str]:
+    """The same steps in float32: JAX's departure from the float64 trajectory stays within `factor` times
+    torch's float32 drift, measured two ways and the larger taken: torch float32 against torch float64,
+    and torch against itself with its weights and inputs nudged by one float32 ulp. Over the whole
+    model's variables (relative L2) and the loss. Whole-model, not per tensor: a tensor whose values
+    come from sums that cancel (a BatchNorm's bias) is 10% off in float32 on either side while the model
+    is not; the float64 trajectory judges every tensor. Why both baselines (bn_net, measured): torch's
+    float32 left the float64 path by 1.2e-5 at step 3 through a max-pool near-tie while the nudged torch
+    stayed within 1.2e-7 of it, taking the same turn."""
+    reference, _ = trajectory(proof, np.float64, side="torch")
+    out_t, out_j = trajectory(proof, np.float32)
+    nudged, _ = trajectory(proof, np.float32, nudge=F32_ULP, side="torch")
+    names = list(proof.port.weights)
+    envelope, loss_envelope = 4 * F32_ULP, 0.0
+    lines = []
+    for step, ((loss_r, ref), (loss_t, state_t), (loss_j, state_j), (loss_n, state_n)) in enumerate(
+            zip(reference, out_t, out_j, nudged), 1):
+        r, t = joined(ref, names), joined(state_t, names)
+        envelope = max(envelope, rel_l2(r, t), rel_l2(t, joined(state_n, names)))
+        loss_envelope = max(loss_envelope, abs(loss_t - loss_r), abs(loss_t - loss_n), envelope * abs(loss_r))
+        drift, loss_gap = rel_l2(r, joined(state_j, names)), abs(loss_j - loss_r)
+        if drift > factor * envelope or loss_gap > factor * loss_envelope:
+            name = max(names, key=lambda n: float(np.linalg.norm(np.asarray(ref[n], np.float64) - state_j[n])))
+            _, index, rv, jv = worst(ref[name], state_j[name])
+            raise Split(f"float32 training: first split at step {step}: JAX float32 is {drift:.3g} from the float64 "
+                        f"trajectory (relative L2) where torch's float32 drift is {envelope:.3g} (bound {factor:g}x); "
+                        f"the loss {loss_gap:.3g} from float64 (torch's drift {loss_envelope:.3g}); furthest: {name} "
+                        f"at {list(index)}: float64 {rv!r}, JAX float32 {jv!r}")
+        lines.append(f"step {step}: JAX float32 {drift:.3g} from float64, torch's drift {envelope:.3g}; "
+                     f"loss {loss_gap:.3g} (torch {loss_envelope:.3g})")
+    return [lines[0], lines[-1]]
+
+
+def joined(state: dict, names: list[str]) -> np.ndarray:
+    return np.concatenate([np.asarray(state[n], np.float64).ravel() for n in names])
+
+
+def rel_l2(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(a), 1e-300))
+
+
+def check_cross_eval(proof: Proof, n_test: int = 1000) -> list[str]:
+    """Weights trained on one side score the same on the other (eval mode, float32, 1,000 test images):
+    the same mean loss (1e-5 relative) and predictions (but for near-ties of the top two outputs)."""
+    out_t, out_j = trajectory(proof, np.float32)
+    images, labels = proof.dataset.test_images[:n_test], proof.dataset.test_labels[:n_test].astype(np.int64)
+    xt, xj = proof.inputs(images, np.float32)
+    lines = []
+    _, rest = proof.jax_init(proof.seed)
+    for trained_on, state in (("torch", out_t[-1][1]), ("JAX", out_j[-1][1])):
+        model = proof.torch.build(proof.seed)
+        proof.torch.load(model, {k: v for k, v in state.items() if mapped(k)})
+        logits_t = proof.torch.run(model, xt, train=False)
+        variables = torch_to_jax(proof.port, state, np.float32)
+        logits_j = np.asarray(proof.jax.run(rest, jax.tree.map(jnp.asarray, variables), jnp.asarray(xj), False)[0])
+        loss_t = float(proof.port.torch.loss(torch.from_numpy(logits_t), torch.from_numpy(labels)))
+        loss_j = float(proof.port.jax.loss(jnp.asarray(logits_j), jnp.asarray(labels)))
+        top2 = np.sort(logits_t, axis=1)[:, -2:]
+        clear = (top2[:, 1] - top2[:, 0]) > 1e-4 * np.abs(top2).max()
+        disagree = int((logits_t.argmax(1) != logits_j.argmax(1))[clear].sum())
+        if abs(loss_t - loss_j) > 1e-5 * abs(loss_t) or disagree:
+            raise Split(f"cross-evaluation of weights trained on {trained_on}: test loss torch {loss_t!r}, JAX "
+                        f"{loss_j!r}; {disagree} of {int(clear.sum())} clear predictions differ")
+        lines.append(f"trained on {trained_on}: test loss {loss_t:.6f} vs {loss_j:.6f}, "
+                     f"{(logits_t.argmax(1) == labels).mean():.2%} accuracy on both")
+    return lines
+
+
+
+# The order a proof runs them in: quick structural checks, then float64 math, then training.
+CHECKS = [
+    ("weight_map", check_weight_map),
+    ("parameter_counts", check_parameter_counts),
+    ("inputs", check_inputs),
+    ("init", check_init),
+    ("schedule", check_schedule),
+    ("dropout", check_dropout),
+    ("forward_eval", check_forward_eval),
+    ("forward_train", check_forward_train),
+    ("float32_forward", check_float32_forward),
+    ("loss_and_gradients", check_loss_and_gradients),
+    ("running_statistics", check_running_statistics),
+    ("optimizer", check_optimizer),
+    ("trajectory_float64", check_trajectory_float64),
+    ("float32_drift", check_float32_drift),
+    ("cross_eval", check_cross_eval),
+]
+
+
+def first_failure(proof: Proof, names: list[str] | None = None) -> tuple[str, str] | None:
+    """Run the checks in order (or those named) until one fails: (its name, where it split), or None.
+    A port that cannot even run a check (a shape error inside the model, say) fails it with that error."""
+    for name, check in CHECKS:
+        if names is None or name in names:
+            try:
+                check(proof)
+            except Split as e:
+                return name, str(e)
+            except Exception as e:  # noqa: BLE001 - the port broke the check itself: that is its failure
+                return name, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+    return None

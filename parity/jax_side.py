@@ -1,0 +1,175 @@
+"""The JAX side of a port as pure functions, whichever Flax API wrote it: variables in, outputs out.
+
+Variables are plain nested dicts, {"params": ..., "batch_stats": ...} (the second only where the model
+keeps running statistics), in both APIs, so the kit converts, compares and steps them the same way.
+`run` can record every named submodule's output and replace each dropout layer's random mask by the
+kit's (parity.masks), the two things a layer-by-layer comparison needs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import linen, nnx
+
+from parity.port import JaxSide
+
+# Called for each submodule call while recording: hook(name, call, module, args, kwargs) -> output.
+Hook = Callable[[str, Callable, Any, tuple, dict], Any]
+
+
+class _Tap(nnx.Module):
+    """Stands in for one NNX submodule while the kit records or injects: calls the hook with the original."""
+
+    def __init__(self, inner: nnx.Module, name: str, hook: Hook):
+        self.inner, self.name, self.hook = inner, name, nnx.static(hook)
+
+    def __call__(self, *args, **kwargs):
+        return self.hook(self.name, self.inner, self.inner, args, kwargs)
+
+
+@contextlib.contextmanager
+def _tapped(model: nnx.Module, hook: Hook):
+    """Within: every submodule of the model behind a _Tap, innermost first (so nested calls are seen
+    too); the originals are put back after, so the model's state keeps its own paths."""
+    found = sorted(((path, m) for path, m in nnx.iter_modules(model) if path), key=lambda pm: -len(pm[0]))
+    swapped = []
+    for path, module in found:
+        parent = model
+        for part in path[:-1]:
+            parent = parent[part] if isinstance(part, int) else getattr(parent, part)
+        _put(parent, path[-1], _Tap(module, ".".join(map(str, path)), hook))
+        swapped.append((parent, path[-1], module))
+    try:
+        yield model
+    finally:
+        for parent, key, module in reversed(swapped):
+            _put(parent, key, module)
+
+
+def _put(parent, key, value) -> None:
+    if isinstance(key, int):
+        parent[key] = value
+    else:
+        setattr(parent, key, value)
+
+
+def is_dropout(module) -> bool:
+    return isinstance(module, (nnx.Dropout, linen.Dropout))
+
+
+class JaxModel:
+    """Builds, runs and steps one JaxSide's model functionally."""
+
+    def __init__(self, side: JaxSide):
+        self.side = side
+        self.api = side.api
+
+    # -- variables -------------------------------------------------------------------------------
+    def init(self, seed: int) -> tuple[dict, Any]:
+        """(variables, rest): the seeded draw as plain dicts, and whatever else the model carries
+        (NNX: its graph and other state; Linen: the module)."""
+        if self.api == "nnx":
+            model = self.side.model(seed)
+            graphdef, params, stats, other = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
+            variables = {"params": nnx.to_pure_dict(params)}
+            if jax.tree.leaves(stats):
+                variables["batch_stats"] = nnx.to_pure_dict(stats)
+            return variables, (graphdef, params, stats, other)
+        module, variables = self.side.model(seed)
+        return {k: jax.tree.map(jnp.asarray, dict(v)) for k, v in variables.items()}, module
+
+    def _nnx_model(self, rest, variables: dict) -> nnx.Module:
+        graphdef, params, stats, other = rest
+        params = _filled(params, variables["params"])
+        stats = _filled(stats, variables["batch_stats"]) if "batch_stats" in variables else stats
+        other = jax.tree.map(lambda a: a, other)  # fresh Variables, made in the current trace
+        return nnx.merge(graphdef, params, stats, other)
+
+    # -- forward ---------------------------------------------------------------------------------
+    def run(self, rest, variables: dict, x, train: bool, hook: Hook | None = None, rng: int = 0):
+        """(output, new batch_stats or None): one forward pass in train or eval mode, eagerly if hooked."""
+        if self.api == "nnx":
+            model = self._nnx_model(rest, variables)
+            model.train() if train else model.eval()
+            with _tapped(model, hook) if hook is not None else contextlib.nullcontext():
+                out = model(x)
+            stats = nnx.to_pure_dict(nnx.state(model, nnx.BatchStat)) if "batch_stats" in variables else None
+            return out, stats
+        module = rest
+        mutable = ["batch_stats"] if train and "batch_stats" in variables else False
+        context = linen.intercept_methods(_linen_interceptor(hook)) if hook else contextlib.nullcontext()
+        with context:
+            mode = {self.side.train_kwarg: train} if self.side.train_kwarg else {}
+            result = module.apply(variables, x, **mode, rngs={"dropout": jax.random.key(rng)}, mutable=mutable)
+        if mutable:
+            out, new = result
+            return out, jax.tree.map(jnp.asarray, dict(new["batch_stats"]))
+        return result, variables.get("batch_stats")
+
+    # -- a train step ----------------------------------------------------------------------------
+    def loss_and_grads(self, rest, variables: dict, x, y, hook: Hook | None = None, rng: int = 0):
+        """(loss, gradients w.r.t. params, new batch_stats): the train-mode loss and its gradient."""
+        def loss_fn(params):
+            out, stats = self.run(rest, {**variables, "params": params}, x, True, hook, rng)
+            return self.side.loss(out, y), stats
+
+        (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(variables["params"])
+        return loss, grads, stats
+
+    def make_optimizer(self, steps_per_epoch: int) -> optax.GradientTransformation:
+        return self.side.optimizer(steps_per_epoch)
+
+    def step(self, rest, variables: dict, tx, opt_state, x, y, hook: Hook | None = None, rng: int = 0):
+        """One training step: (loss, new variables, new optimizer state), the optimizer's update on the
+        params (nnx.Optimizer.update and TrainState.apply_gradients do the same: tx.update, apply)."""
+        loss, grads, stats = self.loss_and_grads(rest, variables, x, y, hook, rng)
+        updates, opt_state = tx.update(grads, opt_state, variables["params"])
+        new = {**variables, "params": optax.apply_updates(variables["params"], updates)}
+        if stats is not None:
+            new["batch_stats"] = stats
+        return loss, new, opt_state
+
+
+def _filled(state: nnx.State, values: dict) -> nnx.State:
+    """A copy of an NNX State holding these plain values; every key must be there, with its shape."""
+    want = nnx.to_pure_dict(state)
+    missing = sorted(_paths(want) - _paths(values))
+    extra = sorted(_paths(values) - _paths(want))
+    if missing or extra:
+        raise ValueError(f"JAX variables do not match the model's: missing {missing}, unexpected {extra}")
+    state = jax.tree.map(lambda a: a, state)
+    nnx.replace_by_pure_dict(state, values)
+    return state
+
+
+def _paths(tree) -> set[str]:
+    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return {jax.tree_util.keystr(path, simple=True, separator="/") for path, _ in leaves}
+
+
+def _linen_interceptor(hook: Hook):
+    def interceptor(next_fun, args, kwargs, context):
+        module = context.module
+        if context.method_name != "__call__" or not module.path:
+            return next_fun(*args, **kwargs)
+        return hook("/".join(map(str, module.path)).replace("/", "."), next_fun, module, args, kwargs)
+
+    return interceptor
+
+
+def dropout_probe(module, rng: int = 0):
+    """What a JAX dropout layer does to a tensor of ones in its current mode: (active, survivors' scale)."""
+    ones = jnp.ones((4096,), jnp.float32)
+    if isinstance(module, nnx.Dropout):
+        out = module(ones, rngs=nnx.Rngs(dropout=rng)) if not module.deterministic else module(ones)
+    else:  # Linen: called inside apply, the interceptor gives the bound module
+        out = module(ones)
+    out = np.asarray(out)
+    active = not np.all(out == 1)
+    return active, float(out.max()) if active else 1.0

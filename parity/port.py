@@ -1,0 +1,121 @@
+"""A port, described once: what the kit needs to know about a PyTorch model and its JAX twin.
+
+Framework-neutral: the fields hold the user's own callables (factories, losses, optimizers), and
+nothing here imports torch or jax. Every check in parity.checks reads the port from this one object.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+# A weight map entry: the JAX side's path ("params/conv1/kernel", "batch_stats/bn1/mean") and how a
+# torch tensor becomes it: "conv" (OIHW -> HWIO), "linear" ((out, in) -> (in, out)), "same".
+LAYOUTS = ("conv", "linear", "same")
+
+
+def nchw_to_nhwc(a: np.ndarray) -> np.ndarray:
+    """Torch's activations and inputs (N, C, H, W) as JAX's (N, H, W, C); other ranks as they are."""
+    return a.transpose(0, 2, 3, 1) if a.ndim == 4 else a
+
+
+def nhwc_to_nchw(a: np.ndarray) -> np.ndarray:
+    return a.transpose(0, 3, 1, 2) if a.ndim == 4 else a
+
+
+@dataclass(frozen=True)
+class TorchSide:
+    """The reference. model(seed) builds it (on the CPU, float32); loss(output, labels) is the batch's
+    mean loss as the training script computes it; optimizer(model) and scheduler(optimizer) are the
+    script's; scheduler_interval says when the script calls scheduler.step(): "epoch" or "step"."""
+
+    model: Callable[[int], Any]
+    loss: Callable[[Any, Any], Any]
+    optimizer: Callable[[Any], Any]
+    scheduler: Callable[[Any], Any] | None = None
+    scheduler_interval: str = "epoch"
+
+
+@dataclass(frozen=True)
+class JaxSide:
+    """The port. api is "nnx" (model(seed) returns an nnx.Module) or "linen" (model(seed) returns
+    (module, variables); the module is called as module.apply(variables, x, **{train_kwarg: train}),
+    or without a mode argument where train_kwarg is None); loss(output,
+    labels) is the batch's mean loss; optimizer(steps_per_epoch) returns the optax transformation,
+    its learning-rate schedule counted in steps; schedule(steps_per_epoch), if the optimizer has one,
+    returns that schedule (step count -> learning rate) so the kit can check it step by step."""
+
+    api: str
+    model: Callable[[int], Any]
+    loss: Callable[[Any, Any], Any]
+    optimizer: Callable[[int], Any]
+    schedule: Callable[[int], Callable[[Any], Any]] | None = None
+    train_kwarg: str | None = "train"
+
+
+@dataclass(frozen=True)
+class Port:
+    """Both sides, and how they correspond.
+
+    weights: torch state_dict name -> (JAX path, layout) for every tensor either side holds (torch's
+        num_batches_tracked may be left out: JAX's BatchNorm keeps no count). Checked by shape.
+    layers: torch module name -> JAX module path, where they differ (same names need no entry).
+    inputs: the training script's input transform on each side, uint8 images (N, 28, 28) -> float32,
+        (N, 1, 28, 28) for torch and (N, 28, 28, 1) for JAX.
+    to_jax_layout / to_torch_layout: how torch's activations map to JAX's (NCHW <-> NHWC by default).
+    """
+
+    name: str
+    torch: TorchSide
+    jax: JaxSide
+    weights: dict[str, tuple[str, str]]
+    torch_inputs: Callable[[np.ndarray], np.ndarray]
+    jax_inputs: Callable[[np.ndarray], np.ndarray]
+    layers: dict[str, str] = field(default_factory=dict)
+    batch_size: int = 64
+    to_jax_layout: Callable[[np.ndarray], np.ndarray] = nchw_to_nhwc
+    to_torch_layout: Callable[[np.ndarray], np.ndarray] = nhwc_to_nchw
+
+    def __post_init__(self):
+        bad = {name: layout for name, (_, layout) in self.weights.items() if layout not in LAYOUTS}
+        if bad:
+            raise ValueError(f"{self.name}: unknown layouts {bad}; use one of {LAYOUTS}")
+        if self.jax.api not in ("nnx", "linen"):
+            raise ValueError(f"{self.name}: JaxSide.api is {self.jax.api!r}; use 'nnx' or 'linen'")
+        if self.torch.scheduler_interval not in ("epoch", "step"):
+            raise ValueError(f"{self.name}: scheduler_interval is {self.torch.scheduler_interval!r}; "
+                             "use 'epoch' or 'step'")
+
+    def jax_layer(self, torch_name: str) -> str:
+        return self.layers.get(torch_name, torch_name)
+
+
+def normalize(mean: float, std: float, layout: str) -> Callable[[np.ndarray], np.ndarray]:
+    """torchvision's ToTensor() then Normalize((mean,), (std,)), as a NumPy function: uint8 (N, 28, 28)
+    -> float32 (N, 1, 28, 28) for "NCHW", (N, 28, 28, 1) for "NHWC"."""
+    def transform(images: np.ndarray) -> np.ndarray:
+        x = (images.astype(np.float32) / np.float32(255) - np.float32(mean)) / np.float32(std)
+        return x[:, None] if layout == "NCHW" else x[..., None]
+
+    return transform
+
+
+def same_names(layers: dict[str, str]) -> dict[str, tuple[str, str]]:
+    """The weight map of a port whose layers have the same names on both sides. layers: name -> kind,
+    one of "conv" (Conv2d -> kernel HWIO), "linear" (Linear -> kernel (in, out)), "batchnorm"
+    (BatchNorm weight/bias -> scale/bias, running_mean/var -> the batch_stats collection's mean/var)."""
+    weights = {}
+    for layer, kind in layers.items():
+        if kind == "batchnorm":
+            weights.update({f"{layer}.weight": (f"params/{layer}/scale", "same"),
+                            f"{layer}.bias": (f"params/{layer}/bias", "same"),
+                            f"{layer}.running_mean": (f"batch_stats/{layer}/mean", "same"),
+                            f"{layer}.running_var": (f"batch_stats/{layer}/var", "same")})
+        elif kind in ("conv", "linear"):
+            weights.update({f"{layer}.weight": (f"params/{layer}/kernel", kind),
+                            f"{layer}.bias": (f"params/{layer}/bias", "same")})
+        else:
+            raise ValueError(f"{layer}: unknown kind {kind!r}; use conv, linear or batchnorm")
+    return weights
