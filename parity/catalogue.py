@@ -1,0 +1,123 @@
+"""`python -m parity.catalogue` (`make catalogue`): how many real porting bugs the proof catches, measured.
+
+Every entry of parity.bugs (a known porting bug as a small change to one of the three proven ports, or
+a control that keeps the port the same model) is applied to a temporary copy of the repository and its
+model's proof run there (parity.mutants); the working tree is never touched. Writes docs/catalogue.md,
+rewritten after every entry: the recall (bugs caught / bugs) and the false alarms (controls failed) at
+the top, then a row per entry with the check that caught it first, its message and the seconds it took.
+Exits 1 if a bug is missed without an explanation or a control fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+from data.atomic import atomic_write
+from parity.bugs import ENTRIES, NOT_APPLICABLE
+from parity.mutants import Entry, Outcome, run
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def machine() -> str:
+    cpu = platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{cpu}, {os.cpu_count()} cores"
+
+
+def cell(text: str, limit: int = 400) -> str:
+    text = " ".join(text.split()).replace("|", "\\|")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def verdict(outcome: Outcome) -> str:
+    e = outcome.entry
+    if e.control:
+        return "passed (no false alarm)" if outcome.caught_by is None else "FALSE ALARM"
+    if outcome.caught_by is not None:
+        return "caught"
+    return "missed, explained" if e.miss_explained else "MISSED"
+
+
+def report(outcomes: list[Outcome], total: int, seconds: float) -> str:
+    bugs = [o for o in outcomes if not o.entry.control]
+    controls = [o for o in outcomes if o.entry.control]
+    caught = sum(o.caught_by is not None for o in bugs)
+    explained = sum(o.caught_by is None and bool(o.entry.miss_explained) for o in bugs)
+    alarms = sum(o.caught_by is not None for o in controls)
+    done = "" if len(outcomes) == total else f" (interrupted: {len(outcomes)} of {total} entries run)"
+    lines = [
+        "# The porting-bug catalogue", "", "Back to the [front page](../README.md).", "",
+        f"Made by `python -m parity.catalogue` (`make catalogue`) on {machine()}, "
+        f"{datetime.date.today().isoformat()}, in {seconds / 60:.1f} minutes{done}.", "",
+        f"**Recall: {caught} of {len(bugs)} bugs caught ({100 * caught / max(len(bugs), 1):.0f}%)**"
+        + (f"; {explained} missed with the reason below" if explained else "")
+        + f". **False alarms: {alarms} of {len(controls)} controls.**", "",
+        "Each bug is a small change to a port (never to a test): parity/bugs.py has its exact text and the "
+        "reason it arises. The catalogue applies it to a temporary copy of the repository and runs the proof of "
+        "its model there, fastest checks first, stopping at the first failure: for mnist_net and bn_net the kit's "
+        "checks (`python -m parity examples.<model>.test_proof --accuracy`), for the convnet `pytest -x` over "
+        "parity_tests in order of speed. \"Caught by\" is the check or test that failed first, and the message is "
+        "its own: where the two sides split.", "",
+        "| # | bug | category | model | result | caught by | its message | s |", "|---:|---|---|---|---|---|---|---:|",
+    ]
+    for i, o in enumerate(bugs, 1):
+        e = o.entry
+        message = o.message if o.caught_by else (e.miss_explained or o.message)
+        lines.append(f"| {i} | {cell(e.name)} | {e.category} | {e.model} | {verdict(o)} | {o.caught_by or ''} | "
+                     f"{cell(message)} | {o.seconds:.0f} |")
+    lines += ["", "How each bug arises and where such bugs are reported:", ""]
+    lines += [f"- **{o.entry.name}** ({o.entry.model}): {o.entry.why}." for o in bugs]
+    lines += ["", "## Controls: the same model, written otherwise (the proof must pass them)", "",
+              "| change | model | result | what failed, if anything | s |", "|---|---|---|---|---:|"]
+    for o in controls:
+        lines.append(f"| {cell(o.entry.name)}: {cell(o.entry.why)} | {o.entry.model} | {verdict(o)} | "
+                     f"{cell(o.message) if o.caught_by else ''} | {o.seconds:.0f} |")
+    lines += ["", "## Categories no model here can show", ""]
+    lines += [f"- {name}: {why}." for name, why in NOT_APPLICABLE.items()]
+    return "\n".join(lines) + "\n"
+
+
+def select(entries: list[Entry], only: list[str], model: str | None) -> list[Entry]:
+    chosen = [e for e in entries if (not only or any(o.lower() in e.name.lower() for o in only))
+              and (model is None or e.model == model)]
+    if not chosen:
+        raise SystemExit("error: no entry matches; the entries are:\n" + "\n".join(f"  {e.name} ({e.model})"
+                                                                             for e in entries))
+    return chosen
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m parity.catalogue", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", action="append", default=[], help="entries whose name contains this (repeatable)")
+    parser.add_argument("--model", choices=("convnet", "mnist_net", "bn_net"), help="one model's entries")
+    parser.add_argument("--no-accuracy", action="store_true", help="skip the accuracy over seeds (faster, weaker)")
+    parser.add_argument("--timeout", type=float, default=1200, help="seconds per proof (default: %(default)s)")
+    parser.add_argument("--out", default=str(REPO / "docs" / "catalogue.md"), help="the report (default: %(default)s)")
+    args = parser.parse_args(argv)
+    entries = select(ENTRIES, args.only, args.model)
+    start, outcomes = time.perf_counter(), []
+    for i, entry in enumerate(entries, 1):
+        outcome = run(entry, accuracy=not args.no_accuracy, timeout=args.timeout)
+        outcomes.append(outcome)
+        print(f"[{i}/{len(entries)}] {entry.model}: {entry.name}: {verdict(outcome)}"
+              f"{' by ' + outcome.caught_by if outcome.caught_by else ''} ({outcome.seconds:.0f} s)", flush=True)
+        atomic_write(args.out, report(outcomes, len(entries), time.perf_counter() - start).encode())
+    print(f"wrote {args.out}")
+    bad = [o for o in outcomes if verdict(o) in ("MISSED", "FALSE ALARM")]
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

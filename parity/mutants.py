@@ -1,0 +1,117 @@
+"""A known porting bug (or a control) as a text change to a port, applied to a temporary copy of the
+repository, whose model's proof then runs there: what parity.catalogue runs for every entry.
+
+The proofs, fastest checks first, stopping at the first failure:
+- mnist_net, bn_net: `python -m parity examples.<model>.test_proof --accuracy` (the kit's checks, then
+  the accuracy over seeds);
+- convnet: `pytest -x` over parity_tests in order of speed (the seed model's own proof).
+The working tree is never touched: only the copy changes, and it is deleted after.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+# parity_tests in order of speed (seconds on a 2-core CPU: counts 2, optimizer 3, shapes 5, init 5, loss 9,
+# numerics 33, the kit's checks 53, trajectory 22, float64 37, data parity 41, trainers 75; cross_eval and
+# accuracy share the 8-seed sweeps, 4.5 minutes, last).
+CONVNET_FILES = ["test_param_counts.py", "test_optimizer.py", "test_shapes.py", "test_init.py", "test_loss.py",
+                 "test_numerics.py", "test_kit_convnet.py", "test_trajectory.py", "test_float64.py",
+                 "test_data_parity.py", "test_trainers.py", "test_cross_eval.py", "test_accuracy.py"]
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A porting bug (or, with control=True, a change that keeps the same model) as a text change."""
+
+    name: str
+    category: str
+    model: str  # convnet, mnist_net or bn_net
+    file: str
+    old: str  # occurs exactly once in the file
+    new: str
+    why: str  # how it arises, where it is reported
+    control: bool = False
+    miss_explained: str = ""  # a bug no sound check can catch, and why (the proof is expected to pass)
+
+
+def proof_command(model: str, accuracy: bool = True) -> list[str]:
+    if model == "convnet":
+        files = [f"parity_tests/{f}" for f in CONVNET_FILES if accuracy or f != "test_accuracy.py"]
+        return [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-rf", "--tb=no", *files]
+    return [sys.executable, "-m", "parity", f"examples.{model}.test_proof", *(["--accuracy"] if accuracy else [])]
+
+
+@dataclass
+class Outcome:
+    entry: Entry
+    caught_by: str | None  # the check or test that failed first; None: the proof passed
+    message: str
+    seconds: float
+
+
+def tracked_copy(destination: Path) -> None:
+    """The repository's tracked files (as in the working tree) under destination."""
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout
+    for name in filter(None, files.decode().split("\0")):
+        source = REPO / name
+        if source.is_file():
+            target = destination / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    data = REPO / "data" / "fashion-mnist"  # an untracked local copy of the data, if there is one
+    if data.is_dir():
+        (destination / "data" / "fashion-mnist").symlink_to(data)
+
+
+def apply(entry: Entry, root: Path) -> None:
+    path = root / entry.file
+    text = path.read_text()
+    if text.count(entry.old) != 1:
+        raise ValueError(f"{entry.name}: {entry.file} holds the text to change {text.count(entry.old)} times, not once")
+    path.write_text(text.replace(entry.old, entry.new))
+
+
+def parse(model: str, output: str) -> tuple[str | None, str]:
+    """(what failed first, its message) from a proof's output; (None, summary) where it passed."""
+    if model == "convnet":
+        for line in output.splitlines():
+            if line.startswith(("FAILED ", "ERROR ")):
+                node, _, message = line.partition(" - ")
+                return node.split(" ", 1)[1].split("::", 1)[-1], message.strip() or line
+        return None, (output.strip().splitlines() or [""])[-1]
+    for line in output.splitlines():
+        match = re.match(r"FAILED (\S+) \([\d.]+ s\): (.*)", line)
+        if match:
+            return match.group(1), match.group(2)
+    return None, (output.strip().splitlines() or [""])[-1]
+
+
+def run(entry: Entry, accuracy: bool = True, timeout: float = 1200) -> Outcome:
+    """Apply the entry to a temporary copy of the repository and run its model's proof there."""
+    with tempfile.TemporaryDirectory(prefix="parity-catalogue-") as tmp:
+        root = Path(tmp)
+        tracked_copy(root)
+        apply(entry, root)
+        env = {**os.environ, "PYTHONPATH": str(root), "COLUMNS": "10000", "PYTHONDONTWRITEBYTECODE": "1"}
+        start = time.perf_counter()
+        try:
+            proc = subprocess.run(proof_command(entry.model, accuracy), cwd=root, env=env, capture_output=True,
+                                  text=True, timeout=timeout)
+            output = proc.stdout + proc.stderr
+            caught_by, message = parse(entry.model, output)
+            if caught_by is None and proc.returncode != 0:  # it failed in a way the parser did not see
+                caught_by, message = "(the proof's process)", (output.strip().splitlines() or ["exit"])[-1]
+        except subprocess.TimeoutExpired:
+            caught_by, message = None, f"the proof ran past {timeout:.0f} s"
+        return Outcome(entry, caught_by, message, time.perf_counter() - start)
