@@ -41,7 +41,7 @@ def main() -> None:
     for name, norm in PORTS.items():
         model = jax_model.model(0, norm=norm)
         params = nnx.state(model, nnx.Param)
-        nnx.replace_by_pure_dict(params, {k: jnp.asarray(v) for k, v in variables["params"].items()})
+        nnx.replace_by_pure_dict(params, jax.tree.map(jnp.asarray, variables["params"]))
         nnx.update(model, params)
         model.train()
         for i in range(20):
