@@ -13,7 +13,6 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from flax import linen, nnx
 
@@ -158,18 +157,7 @@ def _linen_interceptor(hook: Hook):
         module = context.module
         if context.method_name != "__call__" or not module.path:
             return next_fun(*args, **kwargs)
-        return hook("/".join(map(str, module.path)).replace("/", "."), next_fun, module, args, kwargs)
+        return hook(".".join(map(str, module.path)), next_fun, module, args, kwargs)
 
     return interceptor
 
-
-def dropout_probe(module, rng: int = 0):
-    """What a JAX dropout layer does to a tensor of ones in its current mode: (active, survivors' scale)."""
-    ones = jnp.ones((4096,), jnp.float32)
-    if isinstance(module, nnx.Dropout):
-        out = module(ones, rngs=nnx.Rngs(dropout=rng)) if not module.deterministic else module(ones)
-    else:  # Linen: called inside apply, the interceptor gives the bound module
-        out = module(ones)
-    out = np.asarray(out)
-    active = not np.all(out == 1)
-    return active, float(out.max()) if active else 1.0
