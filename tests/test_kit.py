@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import dataclasses
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from flax import nnx
+from flax import linen, nnx
 
 from examples.bn_net import jax_model as bn_jax
 from examples.bn_net.test_proof import PORT as BN_PORT
@@ -111,3 +113,40 @@ def test_the_weight_map_is_checked_both_ways_by_shape():
         "conv2.weight (64, 32, 3, 3) as same is (64, 32, 3, 3), but params/conv2/kernel is (3, 3, 32, 64)",
         "JAX's params/fc2/bias (10,) is not in the weight map",
     ]
+
+
+class LinenNet(linen.Module):
+    """mnist_net's port written in Flax Linen: the kit's Linen path (intercepted dropout, a train flag)."""
+
+    dropout_in_train: bool = True
+
+    @linen.compact
+    def __call__(self, x, train: bool):
+        init = mnist_jax.torch_init
+        x = linen.relu(linen.Conv(32, (3, 3), padding="VALID", name="conv1", **init(9))(x))
+        x = linen.relu(linen.Conv(64, (3, 3), padding="VALID", name="conv2", **init(32 * 9))(x))
+        x = linen.max_pool(x, (2, 2), strides=(2, 2))
+        x = linen.Dropout(0.25, deterministic=not (train and self.dropout_in_train), name="dropout1")(x)
+        x = x.transpose(0, 3, 1, 2).reshape(x.shape[0], -1)
+        x = linen.relu(linen.Dense(128, name="fc1", **init(9216))(x))
+        x = linen.Dropout(0.5, deterministic=not train, name="dropout2")(x)
+        return jax.nn.log_softmax(linen.Dense(10, name="fc2", **init(128))(x), axis=1)
+
+
+def linen_port(**settings):
+    def model(seed):
+        module = LinenNet(**settings)
+        key = jax.random.key(seed)
+        return module, module.init({"params": key, "dropout": key}, jnp.zeros((1, 28, 28, 1)), train=False)
+    return jax_side(MNIST_PORT, api="linen", model=model)
+
+
+@pytest.mark.realdata
+def test_a_linen_port_is_proven_and_its_dropout_trap_caught(real_data):
+    """The same port in Linen passes the checks that exercise the Linen path (dropout masks through
+    nn.intercept_methods, the train flag, autodiff of module.apply); dropout off in train mode fails."""
+    names = ["weight_map", "init", "dropout", "forward_eval", "forward_train", "loss_and_gradients",
+             "trajectory_float64"]
+    assert first_failure(Proof(linen_port(), real_data), names) is None
+    failure = first_failure(Proof(linen_port(dropout_in_train=False), real_data), names)
+    assert failure[0] == "dropout" and "train mode: first split at dropout1" in failure[1], failure
