@@ -52,7 +52,7 @@ class Proof:
     seed: int = 0
     trajectory_epochs: int = 3  # the trajectories cross 2 epoch boundaries (schedules step there)
     steps_per_epoch: int = 4
-    cache: dict = field(default_factory=dict)
+    cache: dict = field(default_factory=dict)  # the JAX side's draws by seed, and trajectories
 
     def __post_init__(self):
         self.torch = TorchModel(self.port.torch)
@@ -115,8 +115,7 @@ def check_parameter_counts(proof: Proof) -> list[str]:
     for path, size in jax_sizes.items():  # JAX params no torch parameter maps to (a buffer, say)
         jax_layers[path] = jax_layers.get(path, 0) + size
     lines = []
-    for layer in sorted(set(torch_layers) | set(jax_layers), key=list(torch_layers).index
-                        if set(jax_layers) <= set(torch_layers) else str):
+    for layer in [*torch_layers, *(layer for layer in jax_layers if layer not in torch_layers)]:
         t, j = torch_layers.get(layer, 0), jax_layers.get(layer, 0)
         if t != j:
             raise Split(f"parameter counts: first split at {layer}: torch {t:,}, JAX {j:,} trainable parameters")
@@ -168,17 +167,13 @@ def check_init(proof: Proof, seeds: int = 3, alpha: float = 1e-4) -> list[str]:
 # ------------------------------------------------------------------------------------ forward
 
 
-def jax_hook(proof: Proof, recorder: Recorder, probes: dict | None = None):
+def jax_hook(proof: Proof, recorder: Recorder):
     """The JAX side's recording hook: outputs by torch's layer names; dropout gets torch's masks."""
-    to_torch_name = {proof.port.jax_layer(t): t for t in proof.port.layers} if proof.port.layers else {}
-
     def hook(name, call, module, args, kwargs):
-        name = to_torch_name.get(name, name)
+        name = proof.port.torch_layer(name)
         if is_dropout(module):
             x = args[0]
             probe = np.asarray(call(jnp.ones(x.shape, x.dtype), *args[1:], **kwargs))
-            if probes is not None:
-                probes.setdefault(name, []).append(probe)
             mask = recorder.masks.get((name, recorder.next_call(name))) if recorder.masks else None
             active = not np.all(probe == 1)
             if active and mask is not None:  # torch's mask, scaled as this layer scales its survivors
@@ -211,8 +206,9 @@ def forward_pair(proof: Proof, train: bool, dtype=np.float64, batch: int = 0, ma
     return (model, out_t, rec_t), (np.asarray(out_j), stats_j, rec_j)
 
 
-def layer_items(proof: Proof, rec_t: Recorder, rec_j: Recorder, rtol: float, bound_of=None):
-    """(label, torch, JAX-in-torch-layout, bound) for every layer both sides recorded, in torch's order."""
+def layer_items(proof: Proof, rec_t: Recorder, rec_j: Recorder, bound_of):
+    """(label, torch, JAX-in-torch-layout, bound_of(name, call, torch's value)) for every layer both
+    sides recorded, in torch's order."""
     items = []
     for name, call in rec_t.order:
         if len(rec_j.outputs.get(name, [])) <= call:
@@ -220,7 +216,7 @@ def layer_items(proof: Proof, rec_t: Recorder, rec_j: Recorder, rtol: float, bou
         t = rec_t.outputs[name][call]
         j = proof.port.to_torch_layout(rec_j.outputs[name][call])
         label = name if len(rec_t.outputs[name]) == 1 else f"{name} (call {call + 1})"
-        items.append((label, t, j, bound_of(name, call, t) if bound_of else rtol * max(scale(t), 1e-300)))
+        items.append((label, t, j, bound_of(name, call, t)))
     return items
 
 
@@ -230,7 +226,7 @@ def _check_forward(proof: Proof, train: bool) -> list[str]:
     shared = [n for n, _ in rec_t.order if n in rec_j.outputs]
     if not shared:
         raise Split(f"forward ({mode}): no layer name is shared by both sides; give Port.layers")
-    items = layer_items(proof, rec_t, rec_j, F64_RTOL)
+    items = layer_items(proof, rec_t, rec_j, lambda name, call, t: F64_RTOL * max(scale(t), 1e-300))
     items.append(("the output", out_t, out_j, F64_RTOL * scale(out_t)))
     lines = first_split(items, f"forward in {mode} mode, float64, the same weights"
                         + (" and dropout masks" if train else ""))
@@ -304,8 +300,8 @@ def _probing_hook(proof: Proof, recorder: Recorder, probes: dict, n: int):
 
     def hook(name, call, module, args, kwargs):
         if is_dropout(module):
-            torch_name = {proof.port.jax_layer(t): t for t in proof.port.layers}.get(name, name)
-            probes.setdefault(torch_name, []).append(np.asarray(call(jnp.ones((n,), jnp.float32), *args[1:], **kwargs)))
+            probe = call(jnp.ones((n,), jnp.float32), *args[1:], **kwargs)
+            probes.setdefault(proof.port.torch_layer(name), []).append(np.asarray(probe))
         return inner(name, call, module, args, kwargs)
 
     return hook
@@ -316,14 +312,12 @@ def check_float32_forward(proof: Proof) -> list[str]:
     most 16 times torch's own float32 error (or 256 ulps of the layer's scale): no lower precision."""
     (_, ref_out, ref), _ = forward_pair(proof, train=False, dtype=np.float64)
     (_, t_out, rec_t), (j_out, _, rec_j) = forward_pair(proof, train=False, dtype=np.float32)
-    items = []
-    for name, call in rec_t.order:
-        if len(rec_j.outputs.get(name, [])) <= call:
-            continue
-        r = ref.outputs[name][call]
+
+    def bound(name, call, r):
         t_err = np.abs(rec_t.outputs[name][call] - r).max()
-        bound = max(F32_FACTOR * t_err, F32_FLOOR_ULPS * F32_ULP * scale(r))
-        items.append((name, r, proof.port.to_torch_layout(rec_j.outputs[name][call]), bound))
+        return max(F32_FACTOR * t_err, F32_FLOOR_ULPS * F32_ULP * scale(r))
+
+    items = layer_items(proof, ref, rec_j, bound)
     t_err = np.abs(t_out - ref_out).max()
     items.append(("the output", ref_out, j_out, max(F32_FACTOR * t_err, F32_FLOOR_ULPS * F32_ULP * scale(ref_out))))
     return first_split(items, "forward in float32 against the float64 reference (bound: 16x torch's own error)")
@@ -471,7 +465,7 @@ def check_optimizer(proof: Proof) -> list[str]:
     params = dict(model.named_parameters())
     lines = []
     with jax.enable_x64(True):
-        tx = proof.jax.make_optimizer(10**9)  # an epoch longer than the sequence: the schedule's first rate
+        tx = proof.port.jax.optimizer(10**9)  # an epoch longer than the sequence: the schedule's first rate
         jp = jax.tree.map(jnp.asarray, variables["params"])
         opt_state = tx.init(jp)
         for step, g in enumerate(grads, start=1):
@@ -515,7 +509,18 @@ def _batches(proof: Proof):
 def trajectory(proof: Proof, dtype, nudge: float = 0.0, side: str = "both"):
     """Both sides' own training steps from torch's seeded weights (optionally nudged by 1 +- nudge),
     the same batches and masks, the torch scheduler stepped as the script steps it: per step the
-    loss, and every variable after the step (torch names, torch layout)."""
+    loss, and every variable after the step (torch names, torch layout). Kept in proof.cache: the
+    float64 check, the float32 drift and the cross-evaluation share the runs (each is deterministic);
+    side "torch" reuses the torch half of a run of both."""
+    key = ("trajectory", np.dtype(dtype).name, nudge)
+    if side == "torch" and key + ("both",) in proof.cache:
+        return proof.cache[key + ("both",)][0], []
+    if key + (side,) not in proof.cache:
+        proof.cache[key + (side,)] = _trajectory(proof, dtype, nudge, side)
+    return proof.cache[key + (side,)]
+
+
+def _trajectory(proof: Proof, dtype, nudge: float, side: str):
     spe = proof.steps_per_epoch
     model = proof.torch.build(proof.seed, torch.float64 if dtype == np.float64 else torch.float32)
     rng = np.random.default_rng(0)
@@ -529,7 +534,7 @@ def trajectory(proof: Proof, dtype, nudge: float = 0.0, side: str = "both"):
     scheduler = proof.port.torch.scheduler(optimizer) if proof.port.torch.scheduler else None
     out_t, out_j = [], []
     with proof.x64(dtype):
-        tx = proof.jax.make_optimizer(spe)
+        tx = proof.port.jax.optimizer(spe)
         jv = jax.tree.map(jnp.asarray, variables)
         opt_state = tx.init(jv["params"])
         for step, (images, labels) in enumerate(_batches(proof), start=1):

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import optax
 from flax import linen, nnx
 
+from flax_impl.nnx_steps import replace_values
 from parity.port import JaxSide
 
 # Called for each submodule call while recording: hook(name, call, module, args, kwargs) -> output.
@@ -85,13 +86,14 @@ class JaxModel:
 
     def _nnx_model(self, rest, variables: dict) -> nnx.Module:
         graphdef, params, stats, other = rest
-        params = _filled(params, variables["params"])
-        stats = _filled(stats, variables["batch_stats"]) if "batch_stats" in variables else stats
+        params = replace_values(params, variables["params"], "JAX parameters")
+        if "batch_stats" in variables:
+            stats = replace_values(stats, variables["batch_stats"], "JAX batch statistics")
         other = jax.tree.map(lambda a: a, other)  # fresh Variables, made in the current trace
         return nnx.merge(graphdef, params, stats, other)
 
     # -- forward ---------------------------------------------------------------------------------
-    def run(self, rest, variables: dict, x, train: bool, hook: Hook | None = None, rng: int = 0):
+    def run(self, rest, variables: dict, x, train: bool, hook: Hook | None = None):
         """(output, new batch_stats or None): one forward pass in train or eval mode, eagerly if hooked."""
         if self.api == "nnx":
             model = self._nnx_model(rest, variables)
@@ -105,51 +107,32 @@ class JaxModel:
         context = linen.intercept_methods(_linen_interceptor(hook)) if hook else contextlib.nullcontext()
         with context:
             mode = {self.side.train_kwarg: train} if self.side.train_kwarg else {}
-            result = module.apply(variables, x, **mode, rngs={"dropout": jax.random.key(rng)}, mutable=mutable)
+            # A fixed dropout key: the kit's checks give dropout the masks they compare (parity.record).
+            result = module.apply(variables, x, **mode, rngs={"dropout": jax.random.key(0)}, mutable=mutable)
         if mutable:
             out, new = result
             return out, jax.tree.map(jnp.asarray, dict(new["batch_stats"]))
         return result, variables.get("batch_stats")
 
     # -- a train step ----------------------------------------------------------------------------
-    def loss_and_grads(self, rest, variables: dict, x, y, hook: Hook | None = None, rng: int = 0):
+    def loss_and_grads(self, rest, variables: dict, x, y, hook: Hook | None = None):
         """(loss, gradients w.r.t. params, new batch_stats): the train-mode loss and its gradient."""
         def loss_fn(params):
-            out, stats = self.run(rest, {**variables, "params": params}, x, True, hook, rng)
+            out, stats = self.run(rest, {**variables, "params": params}, x, True, hook)
             return self.side.loss(out, y), stats
 
         (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(variables["params"])
         return loss, grads, stats
 
-    def make_optimizer(self, steps_per_epoch: int) -> optax.GradientTransformation:
-        return self.side.optimizer(steps_per_epoch)
-
-    def step(self, rest, variables: dict, tx, opt_state, x, y, hook: Hook | None = None, rng: int = 0):
+    def step(self, rest, variables: dict, tx, opt_state, x, y, hook: Hook | None = None):
         """One training step: (loss, new variables, new optimizer state), the optimizer's update on the
         params (nnx.Optimizer.update and TrainState.apply_gradients do the same: tx.update, apply)."""
-        loss, grads, stats = self.loss_and_grads(rest, variables, x, y, hook, rng)
+        loss, grads, stats = self.loss_and_grads(rest, variables, x, y, hook)
         updates, opt_state = tx.update(grads, opt_state, variables["params"])
         new = {**variables, "params": optax.apply_updates(variables["params"], updates)}
         if stats is not None:
             new["batch_stats"] = stats
         return loss, new, opt_state
-
-
-def _filled(state: nnx.State, values: dict) -> nnx.State:
-    """A copy of an NNX State holding these plain values; every key must be there, with its shape."""
-    want = nnx.to_pure_dict(state)
-    missing = sorted(_paths(want) - _paths(values))
-    extra = sorted(_paths(values) - _paths(want))
-    if missing or extra:
-        raise ValueError(f"JAX variables do not match the model's: missing {missing}, unexpected {extra}")
-    state = jax.tree.map(lambda a: a, state)
-    nnx.replace_by_pure_dict(state, values)
-    return state
-
-
-def _paths(tree) -> set[str]:
-    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
-    return {jax.tree_util.keystr(path, simple=True, separator="/") for path, _ in leaves}
 
 
 def _linen_interceptor(hook: Hook):

@@ -88,8 +88,9 @@ class Port:
             raise ValueError(f"{self.name}: scheduler_interval is {self.torch.scheduler_interval!r}; "
                              "use 'epoch' or 'step'")
 
-    def jax_layer(self, torch_name: str) -> str:
-        return self.layers.get(torch_name, torch_name)
+    def torch_layer(self, jax_name: str) -> str:
+        """The torch module name of a JAX module path (the inverse of `layers`)."""
+        return next((t for t, j in self.layers.items() if j == jax_name), jax_name)
 
 
 def normalize(mean: float, std: float, layout: str) -> Callable[[np.ndarray], np.ndarray]:
