@@ -29,10 +29,12 @@ DEVICES_HELP = "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps"
 
 
 def resolve_device(name: str) -> torch.device:
-    """auto picks cuda, then mps, then cpu; an explicit device must exist on this machine."""
+    """auto picks cuda, then mps, then cpu; an explicit device must exist on this machine. A CUDA
+    device always carries its index (cuda -> cuda:0): torch.cuda.set_device refuses one without
+    (issue #31: every torch run on a GPU stopped there)."""
     if name == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda")
+            return torch.device("cuda", 0)
         if torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
@@ -47,6 +49,8 @@ def resolve_device(name: str) -> torch.device:
         raise ValueError("argument --device: mps is not available here; use --device cpu or auto")
     if device.type not in ("cpu", "cuda", "mps"):
         raise ValueError(f"argument --device: unsupported device {name!r}; use {DEVICES_HELP}")
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", 0)
     return device
 
 
