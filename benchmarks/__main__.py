@@ -50,8 +50,8 @@ def rows_for(accelerator: bool, with_compile: bool, devices: int) -> list[tuple[
     rows += [
         (f"flax_impl --variant idiomatic (nn.Conv, nn.max_pool), {per} per dispatch", "flax",
          ["--variant", "idiomatic", "--k", k], {}),
-        (f"flax_impl --variant cpu-tuned (custom-VJP ops), {per} per dispatch", "flax",
-         ["--variant", "cpu-tuned", "--k", k], {}),
+        (f"flax_impl --variant custom-vjp (custom-VJP ops), {per} per dispatch", "flax",
+         ["--variant", "custom-vjp", "--k", k], {}),
     ]
     fused = "128" if accelerator else "16"
     rows.append((f"flax_impl (default variant), scan of {fused} steps per dispatch", "flax", ["--k", fused], {}))
@@ -61,8 +61,8 @@ def rows_for(accelerator: bool, with_compile: bool, devices: int) -> list[tuple[
     rows += [
         (f"flax_impl --api nnx --variant idiomatic (nnx.Conv, nnx.max_pool), {per} per dispatch", "flax",
          [*nnx, "--variant", "idiomatic", "--k", k], {}),
-        (f"flax_impl --api nnx --variant cpu-tuned (custom-VJP ops), {per} per dispatch", "flax",
-         [*nnx, "--variant", "cpu-tuned", "--k", k], {}),
+        (f"flax_impl --api nnx --variant custom-vjp (custom-VJP ops), {per} per dispatch", "flax",
+         [*nnx, "--variant", "custom-vjp", "--k", k], {}),
         (f"flax_impl --api nnx (default variant), scan of {fused} steps per dispatch", "flax",
          [*nnx, "--k", fused], {}),
         ("flax_impl --api nnx (default variant), the reader's loop: nnx.jit train_step, one call per batch",
@@ -185,16 +185,16 @@ def main(argv=None) -> int:
         return next((r for r in results if r["label"].startswith(label_prefix) and "error" not in r), None)
 
     torch_row, original_row = find("torch_impl"), find("original example")
-    variants = {v: find(f"flax_impl --variant {v}") for v in ("idiomatic", "cpu-tuned")}
+    variants = {v: find(f"flax_impl --variant {v}") for v in ("idiomatic", "custom-vjp")}
     variant_line = ""
     if all(variants.values()):
         fast = max(variants, key=lambda v: variants[v]["samples_per_second"])
-        ratio = variants["cpu-tuned"]["samples_per_second"] / variants["idiomatic"]["samples_per_second"]
-        variant_line = (f"Model variants, same compiler options and dispatch: cpu-tuned runs at {ratio:.2f}x the "
+        ratio = variants["custom-vjp"]["samples_per_second"] / variants["idiomatic"]["samples_per_second"]
+        variant_line = (f"Model variants, same compiler options and dispatch: custom-vjp runs at {ratio:.2f}x the "
                         f"idiomatic model here; the faster is {fast}.")
         print(variant_line, flush=True)
     nnx_pairs = [(f"--variant {v}", find(f"flax_impl --api nnx --variant {v}"), variants[v])
-                 for v in ("idiomatic", "cpu-tuned")]
+                 for v in ("idiomatic", "custom-vjp")]
     nnx_pairs.append(("default variant", find("flax_impl --api nnx (default variant), scan"),
                       find("flax_impl (default variant)")))
     nnx_pairs.append(("default variant, nnx.jit per batch against the fused steps",

@@ -255,7 +255,7 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--k", type=int, default=0, help="flax: steps per dispatch (0 = per backend)")
     parser.add_argument("--devices", type=int, default=1, help="flax: data-parallel over this many devices")
-    parser.add_argument("--variant", default="auto", help="flax: model variant (auto, idiomatic, cpu-tuned)")
+    parser.add_argument("--variant", default="auto", help="flax: model variant (auto, idiomatic, custom-vjp)")
     parser.add_argument("--api", default="linen", help="flax: linen or nnx")
     parser.add_argument("--size", type=int, default=2048, help="ceiling: matmul size")
     parser.add_argument("--gather", choices=("eager", "inside"), default="eager",

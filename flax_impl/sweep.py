@@ -3,7 +3,7 @@
 The whole train state is a pytree, so `jax.vmap` turns flax_impl.steps' train step into one that
 trains N independent models at once (stacked states, each seed on its own batches). Whether that
 beats one seed after another depends on the backend, so both are here and `--sweep auto` picks:
-- CPU: one after another. Measured on a 2-core CPU (cpu-tuned model, 4 seeds, 16-step scans):
+- CPU: one after another. Measured on a 2-core CPU (custom-vjp model, 4 seeds, 16-step scans):
   vmapped 17.4 ms per model-step against 8.1 ms one after another; XLA:CPU runs the vmapped
   convolutions (grouped convolutions) off its fast path. One after another reuses the single-seed
   compiled step, so each seed's metrics are bit for bit those of its `--seed S` run.

@@ -117,9 +117,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--init", choices=INITS, default=d.init,
                         help="initialisation: torch's default distributions, or Flax's (lecun_normal, zero bias)")
     parser.add_argument("--variant", choices=VARIANT_CHOICES, default=d.variant,
-                        help="the model: idiomatic (flax_impl/model.py: nn.Conv, nn.max_pool), cpu-tuned (the same "
-                             "parameters, custom-VJP ops measured faster on XLA:CPU; reverse-mode AD only), or auto: "
-                             "the faster on this backend (cpu-tuned on the CPU, idiomatic elsewhere)")
+                        help="the model: idiomatic (flax_impl/model.py: nn.Conv, nn.max_pool), custom-vjp (the same "
+                             "parameters, convolutions and max pools as custom-VJP ops, measured faster on a CPU and "
+                             "on an H200; reverse-mode AD only), or auto: the faster on this backend as measured "
+                             "(custom-vjp on cpu and gpu, idiomatic elsewhere)")
     parser.add_argument("--steps-per-dispatch", type=int, default=d.steps_per_dispatch,
                         help="train steps fused into one jitted lax.scan; 0 = per backend "
                              f"({', '.join(f'{k} {v}' for k, v in STEPS_PER_DISPATCH.items())}; 1 for the "

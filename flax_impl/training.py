@@ -232,7 +232,7 @@ def steps_per_dispatch(config: TrainConfig, platform: str) -> int:
     """--steps-per-dispatch, else the backend's default. The idiomatic model on XLA:CPU runs one
     step per dispatch: inside a lax.scan, XLA:CPU takes its convolutions' weight gradients off the
     Eigen path (185 against 1,800 samples/s at 16 steps per dispatch, measured here); the
-    cpu-tuned variant writes those gradients as plain convolutions and scans well."""
+    custom-vjp variant writes those gradients as plain convolutions and scans well."""
     if config.steps_per_dispatch:
         return config.steps_per_dispatch
     if platform == "cpu" and model_variant(config, platform) == "idiomatic":

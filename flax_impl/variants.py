@@ -1,9 +1,13 @@
-"""Which model a run uses: the idiomatic port (Linen or NNX, --api) or its CPU-tuned variant (same
-parameters, same math).
+"""Which model a run uses: the idiomatic port (Linen or NNX, --api) or its custom-VJP variant (same
+parameters, same math: flax_impl/custom_vjp.py).
 
-Chosen per backend by measurement in one `make bench` run, both compiled with the same XLA options
-and dispatched the same way (README, Performance). On the 2-core CPU the tuned variant measured
-faster; GPU and TPU are unmeasured here and use the idiomatic model, which readers come to learn.
+Chosen per backend by measurement, both compiled with the same XLA options and dispatched the same
+way (docs/performance.md), samples/s of the training step at batch 64:
+- cpu (2-core AMD EPYC, `make bench`): custom-vjp faster (README, Performance).
+- gpu (one H200, benchmarks/gpu_check.sh at 45053aa, issue #31): custom-vjp 578,290 against the
+  idiomatic model's 378,451 (1.53x) under Linen, 567,931 against 377,084 (1.51x) under NNX.
+- tpu: unmeasured, so the idiomatic model, which readers come to learn.
+The idiomatic model stays one flag away everywhere: --variant idiomatic.
 """
 
 from __future__ import annotations
@@ -14,21 +18,24 @@ from flax import linen as nn
 from flax import nnx
 
 from flax_impl import nnx_model
-from flax_impl.cpu_tuned import CpuTunedConvnet, NnxCpuTunedConvnet
+from flax_impl.custom_vjp import CustomVjpConvnet, NnxCustomVjpConvnet
 from flax_impl.model import Convnet
 
-VARIANTS: dict[str, type[Convnet]] = {"idiomatic": Convnet, "cpu-tuned": CpuTunedConvnet}
-NNX_VARIANTS: dict[str, type[nnx_model.Convnet]] = {"idiomatic": nnx_model.Convnet, "cpu-tuned": NnxCpuTunedConvnet}
-DEFAULT_VARIANT = {"cpu": "cpu-tuned"}  # any other backend: "idiomatic"
-VARIANT_CHOICES = ("auto", *VARIANTS)
+VARIANTS: dict[str, type[Convnet]] = {"idiomatic": Convnet, "custom-vjp": CustomVjpConvnet}
+NNX_VARIANTS: dict[str, type[nnx_model.Convnet]] = {"idiomatic": nnx_model.Convnet, "custom-vjp": NnxCustomVjpConvnet}
+DEFAULT_VARIANT = {"cpu": "custom-vjp", "gpu": "custom-vjp"}  # any other backend: "idiomatic"
+# The variant's earlier name (until issue #31 named it for what it is, not where it was first measured).
+ALIASES = {"cpu-tuned": "custom-vjp"}
+VARIANT_CHOICES = ("auto", *VARIANTS, *ALIASES)
 
 
 def resolve_variant(name: str, platform: str) -> str:
     """'auto' becomes the backend's default; other names are checked."""
     if name == "auto":
         return DEFAULT_VARIANT.get(platform, "idiomatic")
+    name = ALIASES.get(name, name)
     if name not in VARIANTS:
-        raise ValueError(f"unknown model variant {name!r}; use one of {', '.join(VARIANT_CHOICES)}")
+        raise ValueError(f"unknown model variant {name!r}; use one of {', '.join(('auto', *VARIANTS))}")
     return name
 
 

@@ -109,5 +109,5 @@ class NnxImpl(LinenImpl):
 
 
 # Every model a user can select with --api and --variant.
-JAX_IMPLS = [LinenImpl("idiomatic"), LinenImpl("cpu-tuned"), NnxImpl("idiomatic"), NnxImpl("cpu-tuned")]
+JAX_IMPLS = [LinenImpl("idiomatic"), LinenImpl("custom-vjp"), NnxImpl("idiomatic"), NnxImpl("custom-vjp")]
 JAX_IMPL_IDS = [str(impl) for impl in JAX_IMPLS]

@@ -21,9 +21,9 @@ from torch_impl import training as torch_training
 pytestmark = pytest.mark.realdata
 
 # Both APIs and both variants, in two of the four pairs (the other files here cover all four; the four
-# took 85 s on a 2-core CPU, two 40 s): Linen as a reader writes it, and the NNX cpu-tuned model, whose
+# took 85 s on a 2-core CPU, two 40 s): Linen as a reader writes it, and the NNX custom-vjp model, whose
 # custom VJPs are where a gradient bug would hide.
-IMPLS = [("linen", "idiomatic"), ("nnx", "cpu-tuned")]
+IMPLS = [("linen", "idiomatic"), ("nnx", "custom-vjp")]
 
 
 def torch_model(seed: int):

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from common.arch import VALID_KERNEL_SIZES
 from data import to_float
 from flax_impl.convert import flax_to_torch
-from flax_impl.cpu_tuned import conv2d
+from flax_impl.custom_vjp import conv2d
 from parity_tests.helpers import TORCH_DEVICE, torch_model_and_flax_params
 from parity_tests.jax_impls import JAX_IMPL_IDS, JAX_IMPLS
 from torch_impl import steps as torch_steps
@@ -24,7 +24,7 @@ FORWARD_ATOL = 1e-5  # the issue's bound on logits
 GRAD_RTOL = 1e-5  # max |diff| / max |torch grad|, per tensor
 # One measured exception: XLA:CPU's own convolution weight gradient for conv1 (one input channel)
 # sums N*Ho*Wo = 36,864 products per tap at k = 5 less accurately: against a float64 reference,
-# 9.5e-5 at k = 5 and 5.3e-4 at k = 7 (torch's float32: <= 1.7e-6; the cpu-tuned im2col matmul:
+# 9.5e-5 at k = 5 and 5.3e-4 at k = 7 (torch's float32: <= 1.7e-6; the custom-vjp im2col matmul:
 # <= 4.2e-7). The same math, rounded worse; a porting bug moves gradients by O(1). Bound 2e-3.
 XLA_CPU_CONV1_WGRAD_RTOL = 2e-3
 
@@ -91,7 +91,7 @@ def test_max_pool_routes_gradient_like_torch_on_ties(impl):
 
 
 @pytest.mark.parametrize("channels", [1, 32])
-def test_cpu_tuned_conv_gradients_match_torch(channels):
+def test_custom_vjp_conv_gradients_match_torch(channels):
     rng = np.random.default_rng(channels)
     x = rng.standard_normal((8, 13, 13, channels)).astype(np.float32)
     w = rng.standard_normal((3, 3, channels, 16)).astype(np.float32)

@@ -112,7 +112,7 @@ def test_the_models_and_the_math_import_no_run_machinery():
     """What a reader ports (the models, the steps) stands alone: nothing of a run, at any depth."""
     graph = import_graph()
     for bottom in ("flax_impl.model", "flax_impl.nnx_model", "flax_impl.steps", "flax_impl.nnx_steps",
-                   "flax_impl.cpu_tuned", "torch_impl.model", "torch_impl.steps"):
+                   "flax_impl.custom_vjp", "torch_impl.model", "torch_impl.steps"):
         reached, todo = set(), [bottom]
         while todo:
             for target in graph[todo.pop()] - reached:

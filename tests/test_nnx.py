@@ -21,7 +21,7 @@ from common.arch import param_counts
 from common.config import TrainConfig
 from flax_impl import nnx_steps
 from flax_impl import training as flax_training
-from flax_impl.cpu_tuned import NnxCpuTunedConvnet
+from flax_impl.custom_vjp import NnxCustomVjpConvnet
 from flax_impl.model import Convnet as LinenConvnet
 from flax_impl.nnx_model import Convnet
 from tests.helpers import synthetic_dataset
@@ -50,7 +50,7 @@ def test_the_nnx_model_has_the_linen_twins_parameters(k):
 
 
 def test_the_nnx_variants_draw_the_same_weights_and_compute_the_same():
-    idiomatic, tuned = Convnet(rngs=nnx.Rngs(4)), NnxCpuTunedConvnet(rngs=nnx.Rngs(4))
+    idiomatic, tuned = Convnet(rngs=nnx.Rngs(4)), NnxCustomVjpConvnet(rngs=nnx.Rngs(4))
     a, b = (nnx.to_pure_dict(nnx.state(m, nnx.Param)) for m in (idiomatic, tuned))
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
@@ -67,10 +67,10 @@ def test_the_trainers_seeded_state_is_nnx_rngs_of_the_seed():
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
-@pytest.mark.parametrize("variant", ["idiomatic", "cpu-tuned"])
+@pytest.mark.parametrize("variant", ["idiomatic", "custom-vjp"])
 def test_the_readers_nnx_jit_step_and_the_trainers_fused_steps_train_the_same(variant):
     """The step a reader copies (nnx.jit, one call a batch) and the trainer's hot loop (the same step
-    merged and split inside one jax.jit; a lax.scan of 3 for the cpu-tuned variant, one step per
+    merged and split inside one jax.jit; a lax.scan of 3 for the custom-vjp variant, one step per
     dispatch for the idiomatic one, as the trainer runs them on a CPU): bit for bit, and so does the
     reader's loop through nnx.cached_partial."""
     ds = synthetic_dataset(192, 10)
@@ -120,7 +120,7 @@ def test_nnx_config_records_the_api_and_the_console_names_the_model(real_data, t
     proc = flax_cli(*NNX, *TINY[:-1], "--epochs", "1", "--out-dir", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     assert json.loads((tmp_path / "config.json").read_text())["api"] == "nnx"
-    assert "flax_impl.cpu_tuned.NnxCpuTunedConvnet" in proc.stdout and "Flax nnx" in proc.stdout
+    assert "flax_impl.custom_vjp.NnxCustomVjpConvnet" in proc.stdout and "Flax nnx" in proc.stdout
 
 
 @pytest.mark.realdata
