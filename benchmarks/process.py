@@ -36,17 +36,17 @@ ROWS = {
 }
 
 
-def command(row: str, epochs: int, device: str, out: Path) -> list[str]:
+def command(row: str, epochs: int, device: str, out: Path, extra: tuple[str, ...] = ()) -> list[str]:
     if row == "original":
         return [sys.executable, str(REPO / "benchmarks" / "original_example.py"), "--epochs", str(epochs),
                 "--device", device, "--out", str(out / "predictions.png")]
     module = "torch_impl.train" if row == "torch" else "flax_impl.train"
     api = ["--api", "nnx"] if row.startswith("nnx") else []
     return [sys.executable, "-m", module, "--epochs", str(epochs), "--device", device, "--out-dir", str(out),
-            "--overwrite", "--quiet", *api]
+            "--overwrite", "--quiet", *api, *extra]
 
 
-def run_once(row: str, epochs: int, device: str, work: Path, warm_cache: Path) -> dict:
+def run_once(row: str, epochs: int, device: str, work: Path, warm_cache: Path, extra: tuple[str, ...] = ()) -> dict:
     """One fresh process, timed from start to exit; its phases from its own timings.json."""
     out = Path(tempfile.mkdtemp(prefix=f"{row}-{epochs}-", dir=work))
     env = dict(os.environ)
@@ -57,7 +57,7 @@ def run_once(row: str, epochs: int, device: str, work: Path, warm_cache: Path) -
         cold_cache = Path(tempfile.mkdtemp(prefix="cold-cache-", dir=work))  # empty: every program compiles
         env["FASHION_PARITY_JAX_CACHE"] = str(cold_cache)
     start = time.perf_counter()
-    proc = subprocess.run(command(row, epochs, device, out), cwd=REPO, env=env, capture_output=True, text=True)
+    proc = subprocess.run(command(row, epochs, device, out, extra), cwd=REPO, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if proc.returncode != 0:
         raise RuntimeError(f"{row} ({epochs} epochs) failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
@@ -180,8 +180,11 @@ def main(argv=None) -> int:
                         help="comma-separated epoch counts (default: 1,3 on a CPU, 1,10 on an accelerator)")
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds after the warm-up (default: %(default)s)")
     parser.add_argument("--rows", default=",".join(ROWS), help="which rows (default: %(default)s)")
+    parser.add_argument("--trainer-args", default="",
+                        help="extra flags for the trainers' rows, e.g. '--train-size 640' for a quick trial")
     parser.add_argument("--out", default="runs/bench/process", help="output path without suffix (default: %(default)s)")
     args = parser.parse_args(argv)
+    extra = tuple(args.trainer_args.split())
 
     accelerator = detect_accelerator(args.device)
     epochs_list = [int(e) for e in (args.epochs or ("1,10" if accelerator else "1,3")).split(",")]
@@ -199,12 +202,12 @@ def main(argv=None) -> int:
         # Warm-up round, untimed, at the shortest length (the programs compiled do not depend on the
         # epoch count): fills the warm compilation cache, the data cache and the OS's file cache.
         for row in rows:
-            run_once(row, min(epochs_list), device, work, warm_cache)
+            run_once(row, min(epochs_list), device, work, warm_cache, extra)
         for round_ in range(args.rounds):
             for epochs in epochs_list:
                 order = rows[round_ % len(rows):] + rows[: round_ % len(rows)]  # rotate: no row always first
                 for row in order:
-                    r = run_once(row, epochs, device, work, warm_cache)
+                    r = run_once(row, epochs, device, work, warm_cache, extra)
                     results[(row, epochs)].append(r)
                     print(f"  round {round_ + 1}, {epochs} epoch(s), {ROWS[row]}: {r['seconds']:.2f} s", flush=True)
                     # Rewritten after every run: a benchmark stopped by a timeout keeps what it measured.

@@ -24,7 +24,8 @@ from benchmarks.__main__ import machine, versions, write_report
 REPO = Path(__file__).resolve().parents[1]
 
 
-def step_rows(counts: list[int], k: int, rounds: int, reps: int, device: str) -> tuple[list[dict], str]:
+def step_rows(counts: list[int], k: int, rounds: int, reps: int, device: str,
+              variant: str = "auto") -> tuple[list[dict], str]:
     """ms per model-step for each (seeds, mode), interleaved over rounds."""
     import jax
     import jax.numpy as jnp
@@ -41,7 +42,7 @@ def step_rows(counts: list[int], k: int, rounds: int, reps: int, device: str) ->
     n = len(dataset.train_labels)
     runners = {}
     for count in counts:
-        config = TrainConfig("flax", seeds=list(range(count)))
+        config = TrainConfig("flax", seeds=list(range(count)), variant=variant)
         states = sweep.seed_states(config, placement)
         idx = np.stack([epoch_order(n, s, 1)[: 64 * k].reshape(k, 64).astype(np.int32) for s in range(count)])
         stacked = {"state": sweep.stack(states), "totals": sweep.zero_totals(count, placement)}
@@ -93,6 +94,53 @@ def step_table(rows: list[dict], k: int, device: str) -> str:
         ratio = by[(r["seeds"], "sequential")]["ms_per_model_step"] / by[(r["seeds"], "vmap")]["ms_per_model_step"]
         lines.append(f"| {r['seeds']} | {r['mode']} | {r['ms_per_model_step']:.3f} ({r['min']:.3f}-{r['max']:.3f}) "
                      f"| {per_step:.2f}x | {ratio:.2f}x |")
+    return "\n".join(lines) + "\n"
+
+
+def conv_formulations(counts: list[int], rounds: int, reps: int) -> str:
+    """conv2 (32 -> 64 channels, 3x3, 'VALID', on the 13x13 maps of a batch of 64), forward and both
+    gradients, for S seeds under jax.vmap, written two ways: XLA's convolution (vmapped over per-seed
+    kernels it becomes one grouped convolution, feature_group_count=S) and im2col patches times the
+    kernel as a matmul (vmapped: a batched matmul). ms per seed, median over rounds. Shows whether the
+    vmapped step's cost is the grouped convolution's."""
+    import jax
+    import jax.numpy as jnp
+    from jax import lax
+
+    def xla_conv(x, w):
+        return lax.conv_general_dilated(x, w, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+    def im2col_conv(x, w):
+        k = w.shape[0]
+        n, h, wd, c = x.shape
+        ho, wo = h - k + 1, wd - k + 1
+        patches = jnp.stack([x[:, i:i + ho, j:j + wo, :] for i in range(k) for j in range(k)], axis=3)
+        return patches.reshape(n, ho, wo, k * k * c) @ w.reshape(k * k * c, -1)
+
+    def loss(conv):
+        return lambda w, x: jnp.sum(jnp.tanh(conv(x, w)))
+
+    forms = {"XLA convolution (grouped under vmap)": xla_conv, "im2col matmul (batched under vmap)": im2col_conv}
+    key = jax.random.PRNGKey(0)
+    lines = ["## conv2 forward + gradients, S seeds under jax.vmap (ms per seed)", "",
+             "| seeds | " + " | ".join(forms) + " |", "|---:|" + "---:|" * len(forms)]
+    for count in counts:
+        kx, kw = jax.random.split(jax.random.fold_in(key, count))
+        x = jax.random.normal(kx, (count, 64, 13, 13, 32))
+        w = jax.random.normal(kw, (count, 3, 3, 32, 64)) * 0.05
+        cells = []
+        for conv in forms.values():
+            step = jax.jit(jax.vmap(jax.grad(loss(conv), argnums=(0, 1))))
+            jax.block_until_ready(step(w, x))
+            times = []
+            for _ in range(rounds):
+                start = time.perf_counter()
+                for _ in range(reps):
+                    out = step(w, x)
+                jax.block_until_ready(out)
+                times.append((time.perf_counter() - start) / (reps * count) * 1e3)
+            cells.append(f"{statistics.median(times):.4f}")
+        lines.append(f"| {count} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -150,6 +198,9 @@ def main(argv=None) -> int:
     parser.add_argument("--process-epochs", type=int, default=1, help="epochs in the process table (default: 1)")
     parser.add_argument("--process-frameworks", default="flax,torch", help="default: %(default)s")
     parser.add_argument("--process-args", default="", help="extra trainer flags, e.g. '--train-size 6000'")
+    parser.add_argument("--variant", default="auto", help="flax model variant (default: %(default)s, the backend's)")
+    parser.add_argument("--formulations", action="store_true",
+                        help="add the vmapped conv2 table: XLA's grouped convolution against an im2col matmul")
     parser.add_argument("--out", default="runs/bench/seeds", help="output path without suffix (default: %(default)s)")
     args = parser.parse_args(argv)
     if args.device == "cpu":
@@ -162,9 +213,12 @@ def main(argv=None) -> int:
     cpu = platform == "cpu"
     counts = [int(c) for c in (args.counts or ("1,4" if cpu else "1,8,32,128")).split(",")]
     k = args.k or STEPS_PER_DISPATCH.get(platform, 16)
-    rows, device = step_rows(counts, k, args.rounds, args.reps or (2 if cpu else 8), args.device)
-    table = f"# Seed sweeps\n\nMachine: {machine()}; {versions()}\n\n" + step_table(rows, k, device)
-    payload = {"steps": rows, "k": k, "device": device}
+    rows, device = step_rows(counts, k, args.rounds, args.reps or (2 if cpu else 8), args.device, args.variant)
+    table = (f"# Seed sweeps\n\nMachine: {machine()}; {versions()}; --variant {args.variant}\n\n"
+             + step_table(rows, k, device))
+    payload = {"steps": rows, "k": k, "device": device, "variant": args.variant}
+    if args.formulations:
+        table += "\n" + conv_formulations(counts, args.rounds, args.reps or (2 if cpu else 8))
     if args.process:
         prows = process_rows(args.process_frameworks.split(","), args.process_seeds, args.process_epochs,
                              args.rounds, args.process_args.split())
