@@ -41,7 +41,7 @@ if [ -n "$TINY" ]; then  # a CPU trial: every stage, in seconds
     SEEDS_ARGS="--counts 1,2 --k 2 --reps 1 --rounds 1"; HLO_SEEDS=2; PROFILE_EPOCHS=2
 else
     RUN_ARGS=""; GRAPH_SEEDS=0-3; GRAPH_EPOCHS=3; PROCESS_EPOCHS=1,10; PROCESS_ARGS=()
-    LOOP_ARGS="--steps 512 --warmup 64 --rounds 1"; SEEDS_ARGS="--counts 1,8,32 --reps 4 --rounds 3"; HLO_SEEDS=32
+    LOOP_ARGS="--steps 512 --warmup 64 --rounds 1"; SEEDS_ARGS="--counts 1,8,32 --reps 2 --rounds 2"; HLO_SEEDS=32
     PROFILE_EPOCHS=10
 fi
 JAX_DEVICE=$([ "$DEVICE" = cpu ] && echo cpu || echo auto)
@@ -141,7 +141,8 @@ deterministic() {  # --deterministic: byte-identical metrics, its cost, and the 
                 cmp -s "$WORK/$name-det-1/metrics.jsonl" "$WORK/$name-det-2/metrics.jsonl"; then
             echo "$name --deterministic: metrics.jsonl byte-identical over two runs"
         else
-            echo "$name --deterministic: metrics.jsonl DIFFERS between two runs (or a run failed)"
+            echo "$name --deterministic: metrics.jsonl DIFFERS between two runs (or a run failed); first difference:"
+            diff "$WORK/$name-det-1/metrics.jsonl" "$WORK/$name-det-2/metrics.jsonl" | head -n 4
         fi
     done
     for variant in idiomatic custom-vjp; do  # what the step lowers to, with and without the flag
@@ -156,7 +157,7 @@ deterministic() {  # --deterministic: byte-identical metrics, its cost, and the 
 
 seeds() {  # N seeds vmapped against one after another; a vmapped conv two ways; the vmapped step's ops
     # shellcheck disable=SC2086
-    limited 90 "$PY" -m benchmarks.seeds --device "$JAX_DEVICE" $SEEDS_ARGS --formulations --out "$REPORTS/seeds" \
+    limited 150 "$PY" -m benchmarks.seeds --device "$JAX_DEVICE" $SEEDS_ARGS --formulations --out "$REPORTS/seeds" \
         > "$WORK/seeds.out" 2>&1 || echo "seeds benchmark failed or timed out: $(tail -n 2 "$WORK/seeds.out")"
     show "$REPORTS/seeds.md"
     for variant in idiomatic custom-vjp; do

@@ -149,8 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser("torch", DEVICES_HELP + "; under torchrun each process takes its local rank's GPU")
     parser.add_argument("--cuda-graph", choices=("auto", "on", "off"), default=TrainConfig.cuda_graph,
                         help="capture the whole train step (forward, backward, capturable Adam) in one CUDA graph "
-                             "and replay it (torch_impl/cuda_graph.py); auto: eager (off) until a GPU has measured "
-                             "the captured step; on needs one CUDA device and no torchrun")
+                             "and replay it (torch_impl/cuda_graph.py); auto: on for one CUDA device (measured on an H200: "
+                             "5.3x eager's epoch, the same accuracy over seeds), off on a CPU and under torchrun; "
+                             "on needs one CUDA device and no torchrun")
     try:
         return cli(parser, "torch", argv, setup_device, train_and_evaluate, evaluate_checkpoint, train_seeds)
     finally:
