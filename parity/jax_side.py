@@ -33,11 +33,19 @@ class _Tap(nnx.Module):
         return self.hook(self.name, self.inner, self.inner, args, kwargs)
 
 
+def _called(module) -> bool:
+    """A module the model calls, which the kit can stand a _Tap in for: not a container (nnx.List,
+    nnx.Dict, nnx.Sequential's .layers), which the model iterates or indexes instead (issue #32: a tap
+    there broke every model with a list of blocks, "'_Tap' object is not iterable")."""
+    return callable(module) and not isinstance(module, (nnx.List, nnx.Dict))
+
+
 @contextlib.contextmanager
 def _tapped(model: nnx.Module, hook: Hook):
-    """Within: every submodule of the model behind a _Tap, innermost first (so nested calls are seen
-    too); the originals are put back after, so the model's state keeps its own paths."""
-    found = sorted(((path, m) for path, m in nnx.iter_modules(model) if path), key=lambda pm: -len(pm[0]))
+    """Within: every called submodule of the model behind a _Tap, innermost first (so nested calls are
+    seen too); the originals are put back after, so the model's state keeps its own paths."""
+    found = sorted(((path, m) for path, m in nnx.iter_modules(model) if path and _called(m)),
+                   key=lambda pm: -len(pm[0]))
     swapped = []
     for path, module in found:
         parent = model

@@ -104,19 +104,25 @@ def normalize(mean: float, std: float, layout: str) -> Callable[[np.ndarray], np
 
 
 def same_names(layers: dict[str, str]) -> dict[str, tuple[str, str]]:
-    """The weight map of a port whose layers have the same names on both sides. layers: name -> kind,
-    one of "conv" (Conv2d -> kernel HWIO), "linear" (Linear -> kernel (in, out)), "batchnorm"
-    (BatchNorm weight/bias -> scale/bias, running_mean/var -> the batch_stats collection's mean/var)."""
+    """The weight map of a port whose layers have the same names on both sides. layers: torch module
+    name -> kind, one of "conv" (Conv2d -> kernel HWIO, and its bias), "linear" (Linear -> kernel
+    (in, out), and its bias), "conv-no-bias" / "linear-no-bias" (bias=False), "batchnorm" (BatchNorm
+    weight/bias -> scale/bias, running_mean/var -> the batch_stats collection's mean/var). Nested
+    names (torchvision's "layer1.0.conv1") become nested paths ("params/layer1/0/conv1/kernel"), as
+    NNX's nnx.List and Linen's submodules nest them."""
     weights = {}
     for layer, kind in layers.items():
+        path = layer.replace(".", "/")
         if kind == "batchnorm":
-            weights.update({f"{layer}.weight": (f"params/{layer}/scale", "same"),
-                            f"{layer}.bias": (f"params/{layer}/bias", "same"),
-                            f"{layer}.running_mean": (f"batch_stats/{layer}/mean", "same"),
-                            f"{layer}.running_var": (f"batch_stats/{layer}/var", "same")})
-        elif kind in ("conv", "linear"):
-            weights.update({f"{layer}.weight": (f"params/{layer}/kernel", kind),
-                            f"{layer}.bias": (f"params/{layer}/bias", "same")})
+            weights.update({f"{layer}.weight": (f"params/{path}/scale", "same"),
+                            f"{layer}.bias": (f"params/{path}/bias", "same"),
+                            f"{layer}.running_mean": (f"batch_stats/{path}/mean", "same"),
+                            f"{layer}.running_var": (f"batch_stats/{path}/var", "same")})
+        elif kind.removesuffix("-no-bias") in ("conv", "linear"):
+            weights[f"{layer}.weight"] = (f"params/{path}/kernel", kind.removesuffix("-no-bias"))
+            if not kind.endswith("-no-bias"):
+                weights[f"{layer}.bias"] = (f"params/{path}/bias", "same")
         else:
-            raise ValueError(f"{layer}: unknown kind {kind!r}; use conv, linear or batchnorm")
+            raise ValueError(f"{layer}: unknown kind {kind!r}; use conv, linear, conv-no-bias, linear-no-bias "
+                             "or batchnorm")
     return weights

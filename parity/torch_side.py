@@ -56,7 +56,10 @@ class TorchModel:
                     # torch's own convention: survivors scaled by 1 / (1 - p) (torch.nn.Dropout's docs).
                     output = x * torch.from_numpy(mask).to(x.dtype) * (1.0 / (1.0 - module.p))
                 if isinstance(output, torch.Tensor):
-                    recorder.record(name, output.detach().cpu().numpy())
+                    # A copy: .numpy() shares the tensor's memory, and published models overwrite
+                    # outputs in place (torchvision's ReLU(inplace=True), `out += identity`), which
+                    # turned a recorded bn1 into its ReLU (issue #32: "first split at bn1: torch 0.0").
+                    recorder.record(name, output.detach().cpu().numpy().copy())
                 return output
             return record
 
