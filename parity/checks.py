@@ -29,7 +29,7 @@ from parity.jax_side import JaxModel, is_dropout
 from parity.port import Port
 from parity.record import Masks, Recorder
 from parity.torch_side import ELEMENTWISE_DROPOUT, TorchModel
-from parity.weights import flat, jax_to_torch, map_problems, mapped, torch_to_jax
+from parity.weights import TO_TORCH, flat, jax_to_torch, map_problems, mapped, torch_to_jax
 
 F64_RTOL = 1e-9
 F32_FACTOR = 16
@@ -38,6 +38,8 @@ F32_ULP = float(np.finfo(np.float32).eps)
 F64_ULP = float(np.finfo(np.float64).eps)
 GRAD_FLOOR = 1e-3  # of the model's largest gradient: where a tensor's own gradient is (truly) ~0
 SCHEDULE_RTOL = 1e-12
+UNDECLARED_EPOCHS = 4  # the schedule's walk where a port does not declare its run's length
+F32_SCHEDULE_ULPS = 4  # a float32 JAX schedule's error, in ulps of the run's peak rate (rate_tolerance)
 # Optimizer state: torch's names -> optax's, for the optimizers ports use most. Extend per port.
 OPTIMIZER_STATE = {"exp_avg": "mu", "exp_avg_sq": "nu", "square_avg": "e_g", "acc_delta": "e_x",
                    "momentum_buffer": "trace", "sum": "sum_of_squares"}
@@ -401,31 +403,92 @@ def check_loss_and_gradients(proof: Proof) -> list[str]:
 # ------------------------------------------------------------------------------------ optimizer, schedule
 
 
-def check_schedule(proof: Proof, epochs: int = 4, steps_per_epoch: int = 5) -> list[str]:
-    """The learning rate in effect at every step: torch's scheduler stepped as the script steps it
-    (per epoch or per step) against the JAX schedule at each step count, in float64."""
+def run_length(proof: Proof) -> tuple[int, int, bool]:
+    """(epochs, steps per epoch, whether the port declared the run's length): Port.epochs and
+    Port.steps_per_epoch, else 4 epochs of the training data's batches."""
+    spe = proof.port.steps_per_epoch or -(-len(proof.dataset.train_labels) // proof.port.batch_size)
+    return (proof.port.epochs or UNDECLARED_EPOCHS), spe, proof.port.epochs is not None
+
+
+def _steps_scheduler(proof: Proof, step: int, spe: int) -> bool:
+    """Whether the training script calls scheduler.step() after this (1-based) step."""
+    return proof.port.torch.scheduler_interval == "step" or step % spe == 0
+
+
+def _walk_torch_rates(proof: Proof, n: int, spe: int) -> np.ndarray:
+    """The rate of torch's first parameter group in effect at each of n steps, its scheduler stepped as
+    the script steps it (no gradients: optimizer.step() is a no-op that keeps torch from warning)."""
+    optimizer = proof.port.torch.optimizer(proof.torch.build(proof.seed))
+    scheduler = proof.port.torch.scheduler(optimizer)
+    rates = np.empty(n)
+    for step in range(n):
+        rates[step] = optimizer.param_groups[0]["lr"]
+        if _steps_scheduler(proof, step + 1, spe):
+            optimizer.step()
+            scheduler.step()
+    return rates
+
+
+def jax_rates(schedule, n: int) -> np.ndarray:
+    """A JAX schedule at step counts 0..n-1, as optax calls it (an int32 count), in one vmapped call."""
+    with jax.enable_x64(True):
+        return np.asarray(jax.vmap(schedule)(jnp.arange(n, dtype=jnp.int32)))
+
+
+def _torch_rates(proof: Proof, spe: int) -> np.ndarray:
+    """torch's rates over the whole declared run (cached: the schedule and optimizer checks share them)."""
+    epochs, _, _ = run_length(proof)
+    key = ("torch rates", epochs, spe)
+    if key not in proof.cache:
+        proof.cache[key] = _walk_torch_rates(proof, epochs * spe, spe)
+    return proof.cache[key]
+
+
+def rate_tolerance(proof: Proof, spe: int) -> tuple[float, str]:
+    """(the bound on |torch rate - JAX rate|, what it is): relative 1e-12 of each rate for a float64
+    schedule; where the JAX schedule returns float32 (optax's linear_schedule, exponential_decay and
+    warmup_cosine_decay_schedule do, even under x64), 4 float32 ulps of the run's peak rate: optax
+    computes them in float32 through intermediates as large as the peak (linear_schedule's
+    (init - end) * (1 - t) + end: 4.3e-9 off at a warmup's 0.0033 on the way to 0.1, measured, 18
+    ulps of the value but under one of the peak)."""
+    if proof.port.jax.schedule is None:
+        return 0.0, ""
+    with jax.enable_x64(True):
+        dtype = np.asarray(proof.port.jax.schedule(spe)(jnp.asarray(0, jnp.int32))).dtype
+    if dtype != np.float32:
+        return 0.0, ""
+    peak = float(np.abs(_torch_rates(proof, spe)).max()) if proof.port.torch.scheduler else 0.0
+    bound = F32_SCHEDULE_ULPS * F32_ULP * peak
+    return bound, f" (the JAX schedule returns float32: judged to {F32_SCHEDULE_ULPS} float32 ulps of the peak rate, {bound:.3g})"
+
+
+def check_schedule(proof: Proof) -> list[str]:
+    """The learning rate in effect at every step of the whole declared run (Port.epochs x
+    steps_per_epoch): torch's scheduler stepped as the script steps it (per epoch or per step)
+    against the JAX schedule at each step count, in float64 (float32 rounding where the JAX schedule
+    returns float32). Milliseconds even for thousands of steps."""
     side = proof.port.torch
     if side.scheduler is None and proof.port.jax.schedule is None:
         return ["no schedule on either side: the optimizer check covers the constant rate"]
     if side.scheduler is None or proof.port.jax.schedule is None:
         has = "torch" if side.scheduler else "JAX"
         raise Split(f"schedule: only the {has} side declares one (TorchSide.scheduler / JaxSide.schedule)")
-    model = proof.torch.build(proof.seed)
-    optimizer = side.optimizer(model)
-    scheduler = side.scheduler(optimizer)
-    with jax.enable_x64(True):
-        schedule = proof.port.jax.schedule(steps_per_epoch)
-        items = []
-        for step in range(epochs * steps_per_epoch):
-            lr_t = optimizer.param_groups[0]["lr"]
-            lr_j = float(np.asarray(schedule(jnp.asarray(step, jnp.int32))))  # optax counts steps in int32
-            items.append((f"step {step + 1} (epoch {step // steps_per_epoch + 1})", np.float64(lr_t), np.float64(lr_j),
-                          SCHEDULE_RTOL * abs(lr_t)))
-            if side.scheduler_interval == "step" or (step + 1) % steps_per_epoch == 0:
-                optimizer.step()  # (no gradients: a no-op that keeps torch from warning about the order)
-                scheduler.step()
-    lines = first_split(items, f"learning rate, {steps_per_epoch} steps per epoch")
-    return [lines[0], lines[-1], f"{len(lines)} steps agree"]
+    epochs, spe, declared = run_length(proof)
+    n = epochs * spe
+    absolute, how = rate_tolerance(proof, spe)
+    lr_t = _torch_rates(proof, spe)
+    lr_j = jax_rates(proof.port.jax.schedule(spe), n)
+    diff = np.abs(lr_t - lr_j.astype(np.float64))
+    bounds = np.maximum(SCHEDULE_RTOL * np.abs(lr_t), absolute)
+    bad = np.flatnonzero(~(diff <= bounds))
+    what = f"learning rate over {epochs} epochs of {spe} steps{how}"
+    if bad.size:
+        step = int(bad[0])
+        raise Split(f"{what}: first split at step {step + 1} (epoch {step // spe + 1}): max |torch - JAX| = "
+                    f"{diff[step]:.3g} > {bounds[step]:.3g}: torch {float(lr_t[step])!r}, JAX {float(lr_j[step])!r}"
+                    + (f" (agreeing before it: steps 1-{step})" if step else " (the first value compared)"))
+    note = [] if declared else [f"the run's length is not declared (Port.epochs): {epochs} epochs walked"]
+    return [f"{what}: all {n} steps agree; step 1: {lr_t[0]:.6g}, step {n}: {lr_t[-1]:.6g}", *note]
 
 
 def gradient_sequence(proof: Proof, dtype=np.float64) -> list[dict[str, np.ndarray]]:
@@ -448,55 +511,181 @@ def _ratio(line: str) -> float:
     return float(diff) / float(bound) if float(bound) else 0.0
 
 
-def _optax_state(opt_state, field_name: str):
-    try:
-        return optax.tree_utils.tree_get(opt_state, field_name)
-    except KeyError:
+def _flat_leaves(tree, prefix: str = "") -> dict[str, np.ndarray]:
+    """A params-shaped optimizer field as {"params/conv1/kernel": array}, leaving out optax.MaskedNode
+    (the placeholders multi_transform and masked() put where another group's parameters are)."""
+    out = {}
+    for key, value in (tree.items() if isinstance(tree, dict) else ()):
+        path = f"{prefix}{key}"
+        if isinstance(value, optax.MaskedNode):
+            continue
+        if isinstance(value, dict):
+            out.update(_flat_leaves(value, path + "/"))
+        else:
+            out[path] = np.asarray(value)
+    return out
+
+
+def optax_field(opt_state, field_name: str) -> dict[str, np.ndarray] | None:
+    """Every `field_name` in the optimizer state (one per parameter group under multi_transform, issue
+    #32), merged into one {JAX path: array}; None where the state has none."""
+    found = optax.tree_utils.tree_get_all_with_path(opt_state, field_name)
+    if not found:
         return None
+    merged: dict[str, np.ndarray] = {}
+    for _, value in found:
+        if isinstance(value, dict):
+            merged.update(_flat_leaves({"params": dict(value)}))
+    return merged
+
+
+def _torch_optimizer(proof: Proof, model):
+    """The script's optimizer and its scheduler, built as the script builds them (a LambdaLR warmup
+    sets the first rate when it is built)."""
+    optimizer = proof.port.torch.optimizer(model)
+    scheduler = proof.port.torch.scheduler(optimizer) if proof.port.torch.scheduler else None
+    return optimizer, scheduler
+
+
+def _update_items(proof: Proof, label: str, params: dict, before: dict, after_j: dict, before_j: dict,
+                  rtol: float) -> list:
+    items = []
+    for n, p in params.items():
+        du_t = p.detach().numpy() - before[n]  # each side's update to its own parameters: each
+        du_j = after_j[n] - before_j[n]  # rounded its new value once, so an ulp of the value is allowed
+        items.append((f"{label}, {n}: update", du_t, du_j, rtol * scale(du_t) + 2 * F64_ULP * scale(before[n])))
+    return items
 
 
 def check_optimizer(proof: Proof) -> list[str]:
     """From the same float64 parameters and the same gradients (real, zero, tiny, huge, sign-flipped),
-    step after step: the same updates and the same optimizer state (torch's names -> optax's:
-    OPTIMIZER_STATE), at the schedule's first rate."""
+    step after step, both optimizers with their schedules as the scripts build and step them: the
+    same updates and the same optimizer state (torch's names -> optax's: OPTIMIZER_STATE; one field
+    per parameter group under optax.multi_transform is merged). Then the schedule in use: at probe
+    steps across the whole declared run, one update from each side's fresh state with its step
+    count there, so an optimizer that ignores its schedule (a forgotten decay) splits where the
+    rates part."""
     grads = gradient_sequence(proof)
+    epochs, spe, _ = run_length(proof)
     model, variables, _ = proof.pair(np.float64)
-    optimizer = proof.port.torch.optimizer(model)
+    optimizer, scheduler = _torch_optimizer(proof, model)
     params = dict(model.named_parameters())
+    absolute, how = rate_tolerance(proof, spe)
+
+    def rtol(rate: float) -> float:  # an update is linear in the rate: its relative error is the rate's
+        return F64_RTOL + (absolute / abs(rate) if rate else 0.0)
+
     lines = []
     with jax.enable_x64(True):
-        tx = proof.port.jax.optimizer(10**9)  # an epoch longer than the sequence: the schedule's first rate
+        tx = proof.port.jax.optimizer(spe)
         jp = jax.tree.map(jnp.asarray, variables["params"])
         opt_state = tx.init(jp)
         for step, g in enumerate(grads, start=1):
             before = {n: p.detach().numpy().copy() for n, p in params.items()}
             before_j = jax_to_torch(proof.port, {"params": jax.tree.map(np.asarray, jp)})
+            rate = optimizer.param_groups[0]["lr"]
             for n, p in params.items():
                 p.grad = torch.from_numpy(g[n].copy())
             optimizer.step()
+            if scheduler is not None and _steps_scheduler(proof, step, spe):
+                scheduler.step()
             gj = torch_to_jax(proof.port, g, np.float64)["params"]
             updates, opt_state = tx.update(jax.tree.map(jnp.asarray, gj), opt_state, jp)
             jp = optax.apply_updates(jp, updates)
             after_j = jax_to_torch(proof.port, {"params": jax.tree.map(np.asarray, jp)})
-            items = []
+            items = _update_items(proof, f"step {step}", params, before, after_j, before_j, rtol(rate))
+            fields = {}
             for n, p in params.items():
-                du_t = p.detach().numpy() - before[n]  # each side's update to its own parameters: each
-                du_j = after_j[n] - before_j[n]  # rounded its new value once, so an ulp of the value is allowed
-                bound = F64_RTOL * scale(du_t) + 2 * F64_ULP * scale(before[n])
-                items.append((f"step {step}, {n}: update", du_t, du_j, bound))
                 for key, value in optimizer.state[p].items():
                     if key not in OPTIMIZER_STATE or not torch.is_tensor(value) or value.shape != p.shape:
                         continue
-                    field_value = _optax_state(opt_state, OPTIMIZER_STATE[key])
-                    if field_value is None:
+                    if key not in fields:
+                        fields[key] = optax_field(opt_state, OPTIMIZER_STATE[key])
+                    if fields[key] is None:
                         raise Split(f"optimizer: torch keeps {key} and the JAX optimizer state has no "
                                     f"{OPTIMIZER_STATE[key]!r}: not the same optimizer")
-                    mapped_value = jax_to_torch(proof.port, {"params": jax.tree.map(np.asarray, field_value)})[n]
+                    path, _ = proof.port.weights[n]
+                    if path not in fields[key]:
+                        raise Split(f"optimizer: torch keeps {key} for {n}; the JAX optimizer state's "
+                                    f"{OPTIMIZER_STATE[key]!r} has nothing for {path} (another parameter group?)")
+                    mapped_value = TO_TORCH[proof.port.weights[n][1]](fields[key][path])
                     items.append((f"step {step}, {n}: {key}", value.numpy(), mapped_value,
                                   F64_RTOL * max(scale(value.numpy()), 1e-300)))
-            step_lines = first_split(items, "optimizer, float64, the same gradients")
+            step_lines = first_split(items, "optimizer, float64, the same gradients" + how)
             lines.append(step_lines.closest)
-    return [f"{len(grads)} steps agree; the closest to its bound: {max(lines, key=_ratio)}"]
+        probes = _schedule_in_use(proof, grads[0], epochs, spe, tx, rtol, how)
+    return [f"{len(grads)} steps agree; the closest to its bound: {max(lines, key=_ratio)}", *probes]
+
+
+def _probe_steps(epochs: int, spe: int, limit: int = 24) -> list[int]:
+    """0-based steps to probe: each epoch's first step (at most `limit`, evenly), its last, and the
+    run's last."""
+    starts = [e * spe for e in range(epochs)]
+    if len(starts) > limit:
+        starts = [starts[round(i * (len(starts) - 1) / (limit - 1))] for i in range(limit)]
+    return sorted({*starts, spe - 1, epochs * spe - 1} - {0})
+
+
+def _with_counts(opt_state, count: int):
+    """The optimizer state with every step counter (optax keeps them as int32 scalars: the schedule's,
+    Adam's bias correction) set to `count`."""
+    def set_count(leaf):
+        if hasattr(leaf, "dtype") and jnp.issubdtype(leaf.dtype, jnp.integer) and jnp.ndim(leaf) == 0:
+            return jnp.full_like(leaf, count)
+        return leaf
+    return jax.tree.map(set_count, opt_state)
+
+
+def _schedule_in_use(proof: Proof, g: dict, epochs: int, spe: int, tx, rtol, how: str) -> list[str]:
+    """One update at each probe step s of the whole run, from fresh optimizer state whose step count is
+    s on both sides: torch's optimizer with its scheduler walked to s (the rate of each group copied
+    from the walk: schedulers that change only `lr`), its state's `step` set to s (optimizer.state);
+    optax's int32 counters set to s. Each side's schedule, walked to s, is what the update uses."""
+    model, variables, _ = proof.pair(np.float64)
+    reference = {n: p.detach().clone() for n, p in model.named_parameters()}
+    walker, walker_scheduler = _torch_optimizer(proof, proof.torch.build(proof.seed))
+    gj = jax.tree.map(jnp.asarray, torch_to_jax(proof.port, g, np.float64)["params"])
+    jp = jax.tree.map(jnp.asarray, variables["params"])
+    before_j = jax_to_torch(proof.port, {"params": jax.tree.map(np.asarray, jp)})
+    params = dict(model.named_parameters())
+    probes, done, lines = _probe_steps(epochs, spe), 0, []
+    for s in probes:
+        while walker_scheduler is not None and done < s:  # the scheduler after s steps of the script
+            done += 1
+            if _steps_scheduler(proof, done, spe):
+                walker.step()
+                walker_scheduler.step()
+        optimizer = proof.port.torch.optimizer(model)
+        for group, walked in zip(optimizer.param_groups, walker.param_groups):
+            group["lr"] = walked["lr"]
+        for n, p in params.items():  # a first step creates the state; then it is reset to step s
+            p.grad = torch.zeros_like(p)
+        optimizer.step()
+        with torch.no_grad():
+            for n, p in params.items():
+                p.copy_(reference[n])
+                for key, value in optimizer.state[p].items():
+                    if key == "step":
+                        value.fill_(s) if torch.is_tensor(value) else optimizer.state[p].__setitem__(key, s)
+                    elif torch.is_tensor(value) and value.shape == p.shape:
+                        value.zero_()
+        before = {n: p.detach().numpy().copy() for n, p in params.items()}
+        for n, p in params.items():
+            p.grad = torch.from_numpy(g[n].copy())
+        optimizer.step()
+        updates, _ = tx.update(gj, _with_counts(tx.init(jp), s), jp)
+        after_j = jax_to_torch(proof.port, {"params": jax.tree.map(np.asarray, optax.apply_updates(jp, updates))})
+        label = f"step {s + 1} (epoch {s // spe + 1})"
+        first_split(_update_items(proof, label, params, before, after_j, before_j,
+                                  rtol(walker.param_groups[0]["lr"])),
+                    f"optimizer with its schedule, from fresh state at step {s + 1}, torch's rate "
+                    f"{walker.param_groups[0]['lr']:.6g}{how}")
+        with torch.no_grad():
+            for n, p in params.items():
+                p.copy_(reference[n])
+        lines.append(label)
+    return [f"the schedule in use: one update at each of {len(lines)} steps across {epochs} epochs agrees "
+            f"({', '.join(lines[:3])}{', ...' if len(lines) > 3 else ''})"] if lines else []
 
 
 # ------------------------------------------------------------------------------------ training

@@ -65,6 +65,11 @@ class Port:
     inputs: the training script's input transform on each side, uint8 images (N, 28, 28) -> float32,
         (N, 1, 28, 28) for torch and (N, 28, 28, 1) for JAX.
     to_jax_layout / to_torch_layout: how torch's activations map to JAX's (NCHW <-> NHWC by default).
+    batch_size: the training script's batch (the checks' batches are this size).
+    epochs, steps_per_epoch: the length of the training run the port reproduces. The schedule and
+        the optimizer's use of it are checked over the whole of it (a decay at epoch 6 is seen only
+        by a walk that reaches epoch 6). steps_per_epoch None: the training data's batches
+        (ceil(samples / batch_size)); epochs None: 4, and the checks say the run was not declared.
     """
 
     name: str
@@ -75,6 +80,8 @@ class Port:
     jax_inputs: Callable[[np.ndarray], np.ndarray]
     layers: dict[str, str] = field(default_factory=dict)
     batch_size: int = 64
+    epochs: int | None = None
+    steps_per_epoch: int | None = None
     to_jax_layout: Callable[[np.ndarray], np.ndarray] = nchw_to_nhwc
     to_torch_layout: Callable[[np.ndarray], np.ndarray] = nhwc_to_nchw
 

@@ -169,3 +169,135 @@ def test_a_wrong_block_is_caught_inside_the_container(real_data):
     port = dataclasses.replace(PORT, jax=dataclasses.replace(PORT.jax, model=model))
     failure = first_failure(Proof(port, real_data), ["forward_eval"])
     assert failure is not None and "first split at layer1.1.bn2" in failure[1], failure
+
+
+# ---------------------------------------------------------------------------------- schedules, optimizers
+# A small model for the optimizer's checks: a conv and a linear, with and without weight decay groups.
+
+
+class TorchSmall(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 4, 3, stride=2)
+        self.fc = nn.Linear(4 * 13 * 13, 10)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(torch.relu(self.conv1(x)), 1))
+
+
+class JaxSmall(nnx.Module):
+    def __init__(self, rngs):
+        self.conv1 = nnx.Conv(1, 4, (3, 3), strides=2, padding="VALID", rngs=rngs, **torch_init(9))
+        self.fc = nnx.Linear(4 * 13 * 13, 10, rngs=rngs, **torch_init(4 * 13 * 13))
+
+    def __call__(self, x):
+        x = nnx.relu(self.conv1(x))
+        return self.fc(x.transpose(0, 3, 1, 2).reshape(x.shape[0], -1))
+
+
+def small(seed):
+    torch.manual_seed(seed)
+    return TorchSmall()
+
+
+def small_port(torch_optimizer, jax_optimizer, scheduler=None, interval="epoch", schedule=None, epochs=10,
+               steps_per_epoch=20):
+    return Port(
+        name="small",
+        torch=TorchSide(model=small, loss=nn.functional.cross_entropy, optimizer=torch_optimizer,
+                        scheduler=scheduler, scheduler_interval=interval),
+        jax=JaxSide(api="nnx", model=lambda seed: JaxSmall(nnx.Rngs(seed)),
+                    loss=lambda out, y: optax.softmax_cross_entropy_with_integer_labels(out, y).mean(),
+                    optimizer=jax_optimizer, schedule=schedule),
+        weights=same_names({"conv1": "conv", "fc": "linear"}),
+        torch_inputs=normalize(0.2860, 0.3530, "NCHW"), jax_inputs=normalize(0.2860, 0.3530, "NHWC"),
+        epochs=epochs, steps_per_epoch=steps_per_epoch)
+
+
+def step_lr(spe):  # torch StepLR(step_size=5, gamma=0.1) per epoch, as optax
+    return optax.piecewise_constant_schedule(0.1, {5 * spe: 0.1})
+
+
+def sgd(lr_or_schedule):
+    return optax.chain(optax.add_decayed_weights(5e-4), optax.sgd(lr_or_schedule, momentum=0.9))
+
+
+def torch_sgd(m):
+    return torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+
+
+OPT_CHECKS = ["schedule", "optimizer"]
+
+
+@pytest.mark.realdata
+def test_a_forgotten_learning_rate_decay_fails(real_data):
+    """Finding 6: torch StepLR(step_size=5, gamma=0.1) against a port whose optimizer never decays
+    (the schedule declared right beside it) passed every check: the schedule was walked for 4
+    epochs and nothing checked that the optimizer used it."""
+    scheduler = lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=5, gamma=0.1)  # noqa: E731
+    right = small_port(torch_sgd, lambda spe: sgd(step_lr(spe)), scheduler, schedule=step_lr)
+    assert first_failure(Proof(right, real_data), OPT_CHECKS) is None
+    forgot = small_port(torch_sgd, lambda spe: sgd(0.1), scheduler, schedule=step_lr)
+    failure = first_failure(Proof(forgot, real_data), OPT_CHECKS)
+    assert failure is not None and failure[0] == "optimizer" and "(epoch 6)" in failure[1], failure
+    walked_short = small_port(torch_sgd, lambda spe: sgd(step_lr(spe)), scheduler,
+                              schedule=lambda spe: optax.constant_schedule(0.1))
+    failure = first_failure(Proof(walked_short, real_data), OPT_CHECKS)
+    assert failure is not None and failure[0] == "schedule" and "step 101 (epoch 6)" in failure[1], failure
+
+
+def warmup_lambda(step):  # a per-batch linear warmup over 30 steps, then constant
+    return min(1.0, (step + 1) / 30)
+
+
+@pytest.mark.realdata
+def test_a_correct_per_batch_warmup_passes(real_data):
+    """Finding 7: torch's LambdaLR sets the first rate when it is built; the optimizer check built
+    torch's optimizer without it and failed a correct port at step 1."""
+    scheduler = lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, warmup_lambda)  # noqa: E731
+    schedule = lambda spe: optax.linear_schedule(0.1 / 30, 0.1, 29)  # noqa: E731 - float32, like most of optax's
+    port = small_port(torch_sgd, lambda spe: sgd(schedule(spe)), scheduler, "step", schedule)
+    assert first_failure(Proof(port, real_data), OPT_CHECKS) is None
+
+
+@pytest.mark.realdata
+def test_optax_float32_schedules_are_judged_to_float32_rounding(real_data):
+    """Finding 8: optax's exponential_decay returns float32 even under x64; torch's float32 optimizer
+    rounds the rate to float32 itself. A 1e-12 bound failed a correct port; a wrong rate still fails."""
+    scheduler = lambda opt: torch.optim.lr_scheduler.ExponentialLR(opt, gamma=0.7)  # noqa: E731
+    schedule = lambda spe: optax.exponential_decay(0.1, spe, 0.7, staircase=True)  # noqa: E731
+    port = small_port(torch_sgd, lambda spe: sgd(schedule(spe)), scheduler, schedule=schedule)
+    assert first_failure(Proof(port, real_data), ["schedule"]) is None
+    wrong = lambda spe: optax.exponential_decay(0.1, spe, 0.71, staircase=True)  # noqa: E731
+    failure = first_failure(Proof(small_port(torch_sgd, lambda spe: sgd(wrong(spe)), scheduler, schedule=wrong),
+                                  real_data), ["schedule"])
+    assert failure is not None and "float32" in failure[1] and "(epoch 2)" in failure[1], failure
+
+
+def torch_groups(m):  # weight decay on matrices and kernels only, nanoGPT's configure_optimizers style
+    decay = [p for p in m.parameters() if p.dim() >= 2]
+    rest = [p for p in m.parameters() if p.dim() < 2]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": rest, "weight_decay": 0.0}],
+                             lr=1e-3, betas=(0.9, 0.95))
+
+
+def by_rank(params):
+    return jax.tree.map(lambda p: "decay" if p.ndim >= 2 else "rest", params)
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("form", ["multi_transform", "mask"])
+def test_parameter_groups_written_with_optax_pass(real_data, form):
+    """Finding 9: optax.multi_transform's state has one `mu` per group; the check found several and
+    called the port "not the same optimizer". Written as a weight-decay mask it passed already."""
+    if form == "multi_transform":
+        tx = lambda spe: optax.multi_transform(  # noqa: E731
+            {"decay": optax.adamw(1e-3, b2=0.95, weight_decay=0.1),
+             "rest": optax.adamw(1e-3, b2=0.95, weight_decay=0.0)}, by_rank)
+    else:
+        tx = lambda spe: optax.adamw(1e-3, b2=0.95, weight_decay=0.1,  # noqa: E731
+                                     mask=lambda p: jax.tree.map(lambda a: a.ndim >= 2, p))
+    assert first_failure(Proof(small_port(torch_groups, tx), real_data), ["optimizer"]) is None
+    everywhere = lambda spe: optax.adamw(1e-3, b2=0.95, weight_decay=0.1)  # noqa: E731 - decay on biases too
+    failure = first_failure(Proof(small_port(torch_groups, everywhere), real_data), ["optimizer"])
+    assert failure is not None and "conv1.bias" in failure[1], failure
