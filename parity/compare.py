@@ -30,22 +30,25 @@ class Lines(list):
     closest: str = ""
 
 
-def first_split(items: Iterable[tuple[str, np.ndarray, np.ndarray, float]], what: str) -> Lines:
-    """items: (label, torch value, JAX value, bound on max |difference|), in the order the values
-    arise. Raises Split at the first label whose difference exceeds its bound (or whose shapes
-    differ); returns one line per label compared otherwise."""
+def first_split(items: Iterable[tuple[str, np.ndarray, np.ndarray, float]], what: str,
+                names: tuple[str, str] = ("torch", "JAX")) -> Lines:
+    """items: (label, one side's value, the other's, bound on max |difference|), in the order the values
+    arise; names: what the two sides are called in a message (the float32 checks compare JAX against
+    the float64 reference, not against torch). Raises Split at the first label whose difference
+    exceeds its bound (or whose shapes differ); returns one line per label compared otherwise."""
+    a, b = names
     lines, closest = Lines(), -1.0
     for label, t, j, bound in items:
         t, j = np.asarray(t), np.asarray(j)
         if t.shape != j.shape:
-            raise Split(f"{what}: first split at {label}: shapes differ, torch {t.shape} vs JAX {j.shape}"
+            raise Split(f"{what}: first split at {label}: shapes differ, {a} {t.shape} vs {b} {j.shape}"
                         + _before(lines))
         if t.size == 0:
             continue
         diff, index, tv, jv = worst(t, j)
         if not diff <= bound:  # NaN fails too
-            raise Split(f"{what}: first split at {label}: max |torch - JAX| = {diff:.3g} > {bound:.3g} at "
-                        f"{list(index)}: torch {tv!r}, JAX {jv!r}" + _before(lines))
+            raise Split(f"{what}: first split at {label}: max |{a} - {b}| = {diff:.3g} > {bound:.3g} at "
+                        f"{list(index)}: {a} {tv!r}, {b} {jv!r}" + _before(lines))
         lines.append(f"{label}: {diff:.3g} <= {bound:.3g}")
         if bound > 0 and diff / bound > closest:
             closest, lines.closest = diff / bound, lines[-1]
