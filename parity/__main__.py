@@ -1,8 +1,10 @@
 """`python -m parity MODULE[:NAME]`: prove a port from the command line, or train both of its sides.
 
 MODULE holds the port (a parity.Port named PORT, or NAME): e.g. examples.mnist_net.test_proof.
-    python -m parity examples.mnist_net.test_proof               every check, in order; exits 1 at the
-                                                                 first split, saying where it is
+    python -m parity examples.mnist_net.test_proof               every check, in order, a line each, then
+                                                                 a summary; exits 1 if any split, each
+                                                                 failure saying where it is
+                     ... --first-failure                          stop at the first split instead
                      ... --accuracy                               then the accuracy over seeds (its SWEEP)
     python -m parity examples.bn_net.test_proof --train --epochs 3 --seeds 0-2 --out runs/bn_net
                                                                  both sides trained by the kit's loop on
@@ -19,13 +21,12 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from common.summary import summarize
-from data import DataError, load_fashion_mnist
-from data.atomic import atomic_write
+from parity import fashion_mnist
 from parity.checks import CHECKS, Proof
 from parity.compare import Split
 from parity.loop import TRAIN, subset
 from parity.seeds import Sweep, check_accuracy_over_seeds
+from parity.stats import summarize
 
 
 def load_port(spec: str):
@@ -47,24 +48,32 @@ def seed_list(text: str) -> list[int]:
     return [int(s) for s in text.split(",")]
 
 
-def prove(port, dataset, sweep: Sweep | None = None) -> int:
-    """Every check in order, a line each; with a sweep, the accuracy over seeds last. 1 at the first failure."""
+def prove(port, dataset, sweep: Sweep | None = None, first_failure: bool = False) -> int:
+    """Every check in order, a line each, then a summary ('N passed, N failed'); with a sweep, the
+    accuracy over seeds last. 1 if any failed (with first_failure: at the first)."""
     proof = Proof(port, dataset)
     checks = [*CHECKS, *([("accuracy_over_seeds", lambda p: check_accuracy_over_seeds(p, sweep))] if sweep else [])]
+    failed = []
     for name, check in checks:
         start = time.perf_counter()
         try:
             lines = check(proof)
         except Split as e:
-            print(f"FAILED {name} ({time.perf_counter() - start:.1f} s): {e}")
-            return 1
+            failed.append((name, str(e)))
         except Exception as e:  # noqa: BLE001 - the port broke the check itself (a shape error, say)
             first = str(e).splitlines()[0] if str(e) else ""
-            print(f"FAILED {name} ({time.perf_counter() - start:.1f} s): {type(e).__name__}: {first}")
+            failed.append((name, f"{type(e).__name__}: {first}"))
+        else:
+            print(f"ok {name} ({time.perf_counter() - start:.1f} s): {lines[-1]}")
+            continue
+        print(f"FAILED {name} ({time.perf_counter() - start:.1f} s): {failed[-1][1]}")
+        if first_failure:
             return 1
-        print(f"ok {name} ({time.perf_counter() - start:.1f} s): {lines[-1]}")
-    print(f"{port.name}: every check passed")
-    return 0
+    print(f"{port.name}: {len(checks) - len(failed)} passed, {len(failed)} failed"
+          + (f" (first: {failed[0][0]})" if failed else ""))
+    if not failed:
+        print(f"{port.name}: every check passed")
+    return 1 if failed else 0
 
 
 def train(port, dataset, args) -> int:
@@ -90,8 +99,9 @@ def train(port, dataset, args) -> int:
     print("\n" + table)
     if args.out:
         out = Path(args.out)
-        atomic_write(out / "results.json", json.dumps([asdict(r) for r in results], indent=2).encode())
-        atomic_write(out / "results.md", table.encode())
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "results.json").write_text(json.dumps([asdict(r) for r in results], indent=2))
+        (out / "results.md").write_text(table)
         print(f"wrote {out / 'results.json'} and {out / 'results.md'}")
     return 0
 
@@ -102,6 +112,7 @@ def main(argv=None) -> int:
     parser.add_argument("port", help="MODULE[:NAME] holding the parity.Port (NAME defaults to PORT)")
     parser.add_argument("--accuracy", action="store_true",
                         help="after the checks, the accuracy over seeds (the module's SWEEP), as pytest runs it")
+    parser.add_argument("--first-failure", "-x", action="store_true", help="stop at the first check that fails")
     parser.add_argument("--train", action="store_true", help="train both sides instead of proving the port")
     parser.add_argument("--epochs", type=int, default=1, help="--train: epochs (default: %(default)s)")
     parser.add_argument("--seeds", default="0", help="--train: seeds, '0-2' or '0,3' (default: %(default)s)")
@@ -110,12 +121,16 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=None, help="--train: folder for results.json and results.md")
     args = parser.parse_args(argv)
     port, sweep = load_port(args.port)
-    try:
-        dataset = load_fashion_mnist()
-    except DataError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return train(port, dataset, args) if args.train else prove(port, dataset, sweep if args.accuracy else None)
+    dataset = getattr(importlib.import_module(args.port.partition(":")[0]), "DATA", None)  # the port's own data
+    if dataset is None:
+        try:
+            dataset = fashion_mnist.load()
+        except fashion_mnist.data_error() as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+    if args.train:
+        return train(port, dataset, args)
+    return prove(port, dataset, sweep if args.accuracy else None, args.first_failure)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ import sys
 import time
 from pathlib import Path
 
-from data.atomic import atomic_write
 from parity.bugs import ENTRIES, NOT_APPLICABLE
 from parity.mutants import Entry, Outcome, run
 
@@ -113,11 +112,20 @@ def main(argv=None) -> int:
         outcomes.append(outcome)
         print(f"[{i}/{len(entries)}] {entry.model}: {entry.name}: {verdict(outcome)}"
               f"{' by ' + outcome.caught_by if outcome.caught_by else ''} ({outcome.seconds:.0f} s)", flush=True)
-        atomic_write(args.out, report(outcomes, len(entries), time.perf_counter() - start).encode())
+        _replace(args.out, report(outcomes, len(entries), time.perf_counter() - start))
     print(f"wrote {args.out}")
     bad = [o for o in outcomes if verdict(o) in ("MISSED", "FALSE ALARM")]
     return 1 if bad else 0
 
 
+def _replace(path, text: str) -> None:
+    """Write the report whole or not at all (a temporary file beside it, then os.replace)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 if __name__ == "__main__":
     sys.exit(main())
+

@@ -61,3 +61,9 @@ def _before(lines: list[str]) -> str:
 
 def scale(a: np.ndarray) -> float:
     return float(np.abs(np.asarray(a, np.float64)).max()) if np.size(a) else 0.0
+
+
+def cut(items: list[str], keep: int = 8) -> str:
+    """A readable list: the first `keep` items, then how many more (a ResNet's weight-map error was
+    one 25 KB line)."""
+    return "; ".join(items[:keep]) + (f"; ... and {len(items) - keep} more" if len(items) > keep else "")

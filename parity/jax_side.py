@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import optax
 from flax import linen, nnx
 
-from flax_impl.nnx_steps import replace_values
+from parity.compare import cut
 from parity.port import JaxSide
 
 # Called for each submodule call while recording: hook(name, call, module, args, kwargs) -> output.
@@ -65,6 +65,25 @@ def _put(parent, key, value) -> None:
         parent[key] = value
     else:
         setattr(parent, key, value)
+
+
+def replace_values(state: nnx.State, values: dict, what: str) -> nnx.State:
+    """A copy of `state` holding `values` (a plain nested dict of its keys and shapes, checked: NNX's
+    replace_by_pure_dict keeps the old value of a key that `values` lacks)."""
+    def shapes(tree):
+        return {jax.tree_util.keystr(path, simple=True, separator="."): jnp.shape(leaf)
+                for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+    have, want = shapes(values), shapes(nnx.to_pure_dict(state))
+    if have != want:
+        wrong = [f"missing {k}" for k in sorted(want.keys() - have.keys())] + \
+                [f"unexpected {k}" for k in sorted(have.keys() - want.keys())] + \
+                [f"{k} {have[k]} where the model has {want[k]}" for k in sorted(want.keys() & have.keys())
+                 if have[k] != want[k]]
+        raise ValueError(f"{what} do not match the model's: {cut(wrong)}")
+    state = jax.tree.map(lambda a: a, state)  # a new State: replace_by_pure_dict works in place
+    nnx.replace_by_pure_dict(state, values)
+    return state
 
 
 def is_dropout(module) -> bool:

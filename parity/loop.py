@@ -1,5 +1,5 @@
-"""The kit's training loop over each side's own model, loss, optimizer and schedule, on the shared
-loader (data/: the same batches on both sides for a seed): what a port's accuracy over seeds and
+"""The kit's training loop over each side's own model, loss, optimizer and schedule, on the proof's
+data (parity.dataset: the same batches on both sides for a seed): what a port's accuracy over seeds and
 an example's `train.py` run. The JAX step is compiled once (jax.jit over the model's variables);
 dropout draws from each side's own random numbers, as in real training."""
 
@@ -15,7 +15,7 @@ import optax
 import torch
 from flax import nnx
 
-from data import FashionMNIST, eval_batches, train_batches
+from parity.dataset import Dataset, eval_batches, take, train_batches
 from parity.port import Port
 
 EVAL_BATCH = 1000
@@ -33,26 +33,24 @@ class Result:
     seconds: float
 
 
-def subset(dataset: FashionMNIST, train_size: int | None, test_size: int | None) -> FashionMNIST:
-    n, m = train_size or len(dataset.train_labels), test_size or len(dataset.test_labels)
-    return FashionMNIST(dataset.train_images[:n], dataset.train_labels[:n], dataset.test_images[:m],
-                        dataset.test_labels[:m], source=dataset.source)
+def subset(dataset, train_size: int | None, test_size: int | None) -> Dataset:
+    return Dataset.of(dataset).subset(train_size, test_size)
 
 
-def train_torch(port: Port, dataset: FashionMNIST, seed: int, epochs: int, progress=None) -> Result:
+def train_torch(port: Port, dataset: Dataset, seed: int, epochs: int, progress=None) -> Result:
     start = time.perf_counter()
     side = port.torch
     torch.manual_seed(seed)  # dropout's masks
     model = side.model(seed)
     optimizer = side.optimizer(model)
-    scheduler = side.scheduler(optimizer) if side.scheduler else None
+    scheduler = side.make_scheduler(optimizer, -(-len(dataset.train_labels) // port.batch_size))
     n = len(dataset.train_labels)
     losses = []
     for epoch in range(1, epochs + 1):
         model.train()
         total, count = 0.0, 0
         for idx in train_batches(n, port.batch_size, seed, epoch):
-            x = torch.from_numpy(port.torch_inputs(dataset.train_images[idx]))
+            x = torch.from_numpy(port.torch_inputs(take(dataset.train_inputs, idx)))
             y = torch.from_numpy(dataset.train_labels[idx].astype(np.int64))
             optimizer.zero_grad(set_to_none=True)
             loss = side.loss(model(x), y)
@@ -71,7 +69,7 @@ def train_torch(port: Port, dataset: FashionMNIST, seed: int, epochs: int, progr
     loss_sum, correct = 0.0, 0
     with torch.no_grad():
         for idx in eval_batches(len(dataset.test_labels), EVAL_BATCH):
-            out = model(torch.from_numpy(port.torch_inputs(dataset.test_images[idx])))
+            out = model(torch.from_numpy(port.torch_inputs(take(dataset.test_inputs, idx))))
             y = torch.from_numpy(dataset.test_labels[idx].astype(np.int64))
             loss_sum += float(side.loss(out, y)) * len(idx)
             correct += int((out.argmax(1) == y).sum())
@@ -131,7 +129,7 @@ def jax_programs(side, steps_per_epoch: int, seed: int):
     return (params, other, tx, *_PROGRAMS[key])
 
 
-def train_jax(port: Port, dataset: FashionMNIST, seed: int, epochs: int, progress=None) -> Result:
+def train_jax(port: Port, dataset: Dataset, seed: int, epochs: int, progress=None) -> Result:
     start = time.perf_counter()
     n = len(dataset.train_labels)
     params, other, tx, step, evaluate = jax_programs(port.jax, -(-n // port.batch_size), seed)
@@ -140,7 +138,7 @@ def train_jax(port: Port, dataset: FashionMNIST, seed: int, epochs: int, progres
     for epoch in range(1, epochs + 1):
         total = jnp.zeros(())
         for idx in train_batches(n, port.batch_size, seed, epoch):
-            x = jnp.asarray(port.jax_inputs(dataset.train_images[idx]))
+            x = jnp.asarray(port.jax_inputs(take(dataset.train_inputs, idx)))
             y = jnp.asarray(dataset.train_labels[idx].astype(np.int32))
             params, other, opt_state, loss = step(params, other, opt_state, x, y)
             total = total + loss * len(idx)
@@ -149,7 +147,7 @@ def train_jax(port: Port, dataset: FashionMNIST, seed: int, epochs: int, progres
             progress(f"jax seed {seed} epoch {epoch}: train loss {losses[-1]:.4f}")
     loss_sum, correct = 0.0, 0
     for idx in eval_batches(len(dataset.test_labels), EVAL_BATCH):
-        x = jnp.asarray(port.jax_inputs(dataset.test_images[idx]))
+        x = jnp.asarray(port.jax_inputs(take(dataset.test_inputs, idx)))
         y = jnp.asarray(dataset.test_labels[idx].astype(np.int32))
         batch_loss, batch_correct = evaluate(params, other, x, y)
         loss_sum += float(batch_loss)

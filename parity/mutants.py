@@ -49,7 +49,8 @@ def proof_command(model: str, accuracy: bool = True) -> list[str]:
     if model == "convnet":
         files = [f"parity_tests/{f}" for f in CONVNET_FILES if accuracy or f != "test_accuracy.py"]
         return [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-rf", "--tb=no", *files]
-    return [sys.executable, "-m", "parity", f"examples.{model}.test_proof", *(["--accuracy"] if accuracy else [])]
+    return [sys.executable, "-m", "parity", f"examples.{model}.test_proof", "--first-failure",
+            *(["--accuracy"] if accuracy else [])]
 
 
 @dataclass

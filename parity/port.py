@@ -29,13 +29,29 @@ def nhwc_to_nchw(a: np.ndarray) -> np.ndarray:
 class TorchSide:
     """The reference. model(seed) builds it (on the CPU, float32); loss(output, labels) is the batch's
     mean loss as the training script computes it; optimizer(model) and scheduler(optimizer) are the
-    script's; scheduler_interval says when the script calls scheduler.step(): "epoch" or "step"."""
+    script's, or scheduler(optimizer, steps_per_epoch) for a schedule the script sizes by its loader
+    (a per-batch CosineAnnealingLR(T_max=epochs * len(loader))): the kit's short trajectories then
+    get the same schedule in their own epochs; scheduler_interval says when the script calls
+    scheduler.step(): "epoch" or "step"."""
 
     model: Callable[[int], Any]
     loss: Callable[[Any, Any], Any]
     optimizer: Callable[[Any], Any]
-    scheduler: Callable[[Any], Any] | None = None
+    scheduler: Callable[..., Any] | None = None
     scheduler_interval: str = "epoch"
+
+    def make_scheduler(self, optimizer, steps_per_epoch: int):
+        """The script's scheduler on this optimizer, told the steps per epoch where it takes them; None
+        where the script has none."""
+        if self.scheduler is None:
+            return None
+        import inspect
+
+        try:
+            takes = len(inspect.signature(self.scheduler).parameters) >= 2
+        except (TypeError, ValueError):  # a builtin or a class without a signature: one argument
+            takes = False
+        return self.scheduler(optimizer, steps_per_epoch) if takes else self.scheduler(optimizer)
 
 
 @dataclass(frozen=True)

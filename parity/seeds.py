@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from common.stats import welch
-from common.summary import summarize
+from parity.stats import summarize, welch
 from parity.compare import Split
 from parity.loop import TRAIN, subset
 

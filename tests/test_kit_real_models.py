@@ -372,3 +372,54 @@ def test_a_float32_gradient_that_parts_on_every_batch_splits_in_backward_order_b
     message = str(e.value)
     assert "first split at d loss / d fc.bias" in message and "the float64 reference" in message, message
     assert "|torch - JAX|" not in message, message
+
+
+# ---------------------------------------------------------------------------------- the kit as a library
+
+
+def test_the_kit_imports_nothing_of_the_trainers_and_fashion_mnist_through_one_adapter():
+    """The kit is a library a user installs: no module of parity/ imports flax_impl, torch_impl or
+    common, and only parity/fashion_mnist.py imports the project's data/ loader."""
+    import ast
+    from pathlib import Path
+
+    for path in sorted(Path(__file__).resolve().parents[1].joinpath("parity").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        names = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        names |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+        roots = {name.split(".")[0] for name in names}
+        assert not roots & {"flax_impl", "torch_impl", "common"}, (path.name, roots)
+        if path.name != "fashion_mnist.py":
+            assert "data" not in roots, path.name
+
+
+def test_a_proof_takes_a_dataset_of_token_ids_and_long_lists_are_cut():
+    """Any data: int token inputs stay integers (a float cast would break an embedding); a weight-map
+    error with many problems stays readable."""
+    from parity.checks import in_dtype
+    from parity.compare import cut
+    from parity.dataset import Dataset
+
+    tokens = np.arange(12, dtype=np.int64).reshape(3, 4)
+    data = Dataset(tokens, np.zeros(3, np.int64), tokens, np.zeros(3, np.int64))
+    assert Dataset.of(data) is data and data.subset(2).train_inputs.shape == (2, 4)
+    assert in_dtype(tokens, np.float64).dtype == np.int64 and in_dtype(tokens * 1.0, np.float32).dtype == np.float32
+    assert cut([f"p{i}" for i in range(20)]) == "p0; p1; p2; p3; p4; p5; p6; p7; ... and 12 more"
+
+
+@pytest.mark.realdata
+def test_resnet18_with_same_padding_at_stride_2_splits_at_that_conv(real_data):
+    """The trial's first trap on torchvision's ResNet-18: 'SAME' pads a stride-2 conv on an even map by
+    (0, 1) where torch's padding=1 pads (1, 1); the proof names the conv. (layer3's input is 4x4; at
+    layer2's 7x7, an odd size, 'SAME' pads (1, 1) and is the same conv.)"""
+    from examples.resnet18 import jax_model
+    from examples.resnet18.test_proof import PORT as RESNET
+
+    def model(seed):
+        m = jax_model.model(seed)
+        m.layer3[0].conv1 = nnx.Conv(128, 256, (3, 3), strides=2, padding="SAME", use_bias=False, rngs=nnx.Rngs(0))
+        return m
+
+    port = dataclasses.replace(RESNET, jax=dataclasses.replace(RESNET.jax, model=model))
+    failure = first_failure(Proof(port, real_data), ["forward_eval"])
+    assert failure is not None and "first split at layer3.0.conv1" in failure[1], failure
