@@ -8,10 +8,14 @@ from parity.port import Port
 from parity.seeds import Sweep, check_accuracy_over_seeds
 
 
-def proof_tests(port: Port, sweep: Sweep | None = Sweep()) -> dict:
+def proof_tests(port: Port, sweep: Sweep | None = Sweep(), data=None) -> dict:
     """{"test_<check>": test function} for every check of the port, in checks.CHECKS order (fastest
     first), then the accuracy over seeds (sweep None: not as a test, for a model too large to train
-    in a test run; `python -m parity MODULE --accuracy` runs it)."""
+    in a test run; `python -m parity MODULE --accuracy` runs it).
+
+    The tests take a `real_data` fixture: this repository's conftest has one. Elsewhere give `data`:
+    a parity.Dataset, or "fashion-mnist" for the real Fashion-MNIST (skipped where it cannot be found),
+    and a `real_data` fixture comes with the tests."""
     proofs: dict[int, checks.Proof] = {}
 
     def proof(dataset):  # one per dataset object: its models and draws are shared by the checks
@@ -25,8 +29,27 @@ def proof_tests(port: Port, sweep: Sweep | None = Sweep()) -> dict:
         return test
 
     tests = {f"test_{name}": make(check) for name, check in checks.CHECKS}
+    if data is not None:
+        tests["real_data"] = _data_fixture(data)
     if sweep is None:
         return tests
     tests["test_accuracy_over_seeds"] = make(lambda p: check_accuracy_over_seeds(p, sweep))
     tests["test_accuracy_over_seeds"].__doc__ = check_accuracy_over_seeds.__doc__
     return tests
+
+
+def _data_fixture(data):
+    import pytest
+
+    @pytest.fixture(scope="session")
+    def real_data():
+        if data != "fashion-mnist":
+            return data
+        from parity import fashion_mnist
+
+        try:
+            return fashion_mnist.load()
+        except fashion_mnist.data_error() as e:
+            pytest.skip(f"real Fashion-MNIST not available: {e}")
+
+    return real_data

@@ -423,3 +423,22 @@ def test_resnet18_with_same_padding_at_stride_2_splits_at_that_conv(real_data):
     port = dataclasses.replace(RESNET, jax=dataclasses.replace(RESNET.jax, model=model))
     failure = first_failure(Proof(port, real_data), ["forward_eval"])
     assert failure is not None and "first split at layer3.0.conv1" in failure[1], failure
+
+
+@pytest.mark.realdata
+def test_a_proof_outside_this_repository_brings_its_own_data_fixture(tmp_path, real_data):
+    """Finding 5: outside the repository pytest had no `real_data` fixture (a user had to copy conftest's)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    (tmp_path / "test_outside.py").write_text(
+        "from examples.bn_net.test_proof import PORT\nfrom parity.testing import proof_tests\n"
+        "tests = proof_tests(PORT, sweep=None, data='fashion-mnist')\n"
+        "real_data, test_weight_map = tests['real_data'], tests['test_weight_map']\n")
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(tmp_path),
+                           str(tmp_path / "test_outside.py")], cwd=tmp_path, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(repo)})
+    assert proc.returncode == 0 and "1 passed" in proc.stdout, proc.stdout[-2000:]
