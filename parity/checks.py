@@ -633,6 +633,8 @@ def check_optimizer(proof: Proof) -> list[str]:
             rate = optimizer.param_groups[0]["lr"]
             for n, p in params.items():
                 p.grad = torch.from_numpy(g[n].copy())
+            if proof.port.torch.before_step is not None:  # the script's clipping, on these gradients
+                proof.port.torch.before_step(model)
             optimizer.step()
             if scheduler is not None and _steps_scheduler(proof, step, spe):
                 scheduler.step()
@@ -719,6 +721,8 @@ def _schedule_in_use(proof: Proof, g: dict, epochs: int, spe: int, tx, rtol, how
         before = {n: p.detach().numpy().copy() for n, p in params.items()}
         for n, p in params.items():
             p.grad = torch.from_numpy(g[n].copy())
+        if proof.port.torch.before_step is not None:
+            proof.port.torch.before_step(model)
         optimizer.step()
         updates, _ = tx.update(gj, _with_counts(tx.init(jp), s), jp)
         after_j = jax_to_torch(proof.port, {"params": jax.tree.map(np.asarray, optax.apply_updates(jp, updates))})

@@ -55,6 +55,8 @@ def train_torch(port: Port, dataset: Dataset, seed: int, epochs: int, progress=N
             optimizer.zero_grad(set_to_none=True)
             loss = side.loss(model(x), y)
             loss.backward()
+            if side.before_step is not None:
+                side.before_step(model)
             optimizer.step()
             if scheduler is not None and side.scheduler_interval == "step":
                 scheduler.step()

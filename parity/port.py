@@ -39,6 +39,10 @@ class TorchSide:
     optimizer: Callable[[Any], Any]
     scheduler: Callable[..., Any] | None = None
     scheduler_interval: str = "epoch"
+    # What the script does between loss.backward() and optimizer.step(), on the model's gradients:
+    # e.g. lambda model: torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0). Run wherever the kit
+    # steps torch's optimizer (the optimizer check, the trajectories, the training loop).
+    before_step: Callable[[Any], Any] | None = None
 
     def make_scheduler(self, optimizer, steps_per_epoch: int):
         """The script's scheduler on this optimizer, told the steps per epoch where it takes them; None

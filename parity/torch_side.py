@@ -88,8 +88,11 @@ class TorchModel:
         return float(loss.detach()), grads
 
     def step(self, model, optimizer, x: np.ndarray, y: np.ndarray, recorder: Recorder | None = None) -> float:
-        """One training step, as a training script does it: zero_grad, forward, loss, backward, step."""
+        """One training step, as a training script does it: zero_grad, forward, loss, backward, the
+        script's before_step (gradient clipping), step."""
         optimizer.zero_grad(set_to_none=True)
         loss, _ = self.loss_and_grads(model, x, y, recorder)
+        if self.side.before_step is not None:
+            self.side.before_step(model)
         optimizer.step()
         return loss

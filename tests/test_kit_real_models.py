@@ -442,3 +442,35 @@ def test_a_proof_outside_this_repository_brings_its_own_data_fixture(tmp_path, r
                            str(tmp_path / "test_outside.py")], cwd=tmp_path, capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(repo)})
     assert proc.returncode == 0 and "1 passed" in proc.stdout, proc.stdout[-2000:]
+
+
+def clip_global(m):
+    torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
+
+
+def clip_like_torch(max_norm: float) -> optax.GradientTransformation:
+    """torch.nn.utils.clip_grad_norm_ in optax: scale by min(1, max_norm / (norm + 1e-6)), always."""
+    def update(updates, state, params=None):
+        coef = jnp.minimum(max_norm / (optax.tree_utils.tree_norm(updates) + 1e-6), 1.0)
+        return jax.tree.map(lambda u: u * coef, updates), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("name, jax_clip, verdict", [
+    ("torch's formula", lambda: clip_like_torch(1.0), None),
+    ("optax.clip_by_global_norm: no 1e-6 in the denominator", lambda: optax.clip_by_global_norm(1.0), "optimizer"),
+    ("per value (optax.clip)", lambda: optax.clip(1.0), "optimizer")])
+def test_gradient_clipping_is_compared(real_data, name, jax_clip, verdict):
+    """The script's clip_grad_norm_(1.0) runs where the kit steps torch's optimizer (TorchSide.before_step).
+    Written with torch's formula the port passes; optax.clip_by_global_norm divides by the norm where
+    torch divides by norm + 1e-6 (4e-7 relative in a clipped step here: a real difference, named at step
+    1); clipping each value is another step altogether."""
+    port = small_port(torch_sgd, lambda spe: optax.chain(jax_clip(), sgd(0.1)))
+    port = dataclasses.replace(port, torch=dataclasses.replace(port.torch, before_step=clip_global))
+    failure = first_failure(Proof(port, real_data), ["optimizer", "trajectory_float64"])
+    if verdict is None:
+        assert failure is None, failure
+    else:
+        assert failure is not None and failure[0] == verdict and "step 1" in failure[1], failure
