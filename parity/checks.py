@@ -666,7 +666,7 @@ def check_optimizer(proof: Proof) -> list[str]:
     return [f"{len(grads)} steps agree; the closest to its bound: {max(lines, key=_ratio)}", *probes]
 
 
-def _probe_steps(epochs: int, spe: int, limit: int = 12) -> list[int]:
+def _probe_steps(epochs: int, spe: int, limit: int = 6) -> list[int]:
     """0-based steps to probe: each epoch's first step (at most `limit`, evenly), its last, and the
     run's last."""
     starts = [e * spe for e in range(epochs)]
