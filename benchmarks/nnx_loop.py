@@ -28,7 +28,9 @@ def xla_flags(platform: str = "cpu") -> str:
     return " ".join(f"--{name}={value}" for name, value in (COMPILER_OPTIONS.get(platform) or {}).items())
 
 
-def rows(platform: str = "cpu") -> list[tuple[str, str, list[str], dict]]:
+def rows(platform: str = "cpu") -> list[tuple[str, str, list[str], dict, bool]]:
+    """(label, row, flags, launcher, on the ladder): a ladder row is compared with the one above it;
+    the rows after the ladder with row 1 only."""
     options = {"xla_flags": xla_flags(platform)} if COMPILER_OPTIONS.get(platform) else {}
     k = STEPS_PER_DISPATCH[platform]
     # Row 2 adds the backend's XLA options; a backend without any (the GPU) would time row 1 twice.
@@ -36,7 +38,7 @@ def rows(platform: str = "cpu") -> list[tuple[str, str, list[str], dict]]:
     extra = [] if platform == "cpu" else [
         ("7. row 1 + nnx.cached_partial alone", "nnx-jit", ["--cached"], {}),
         ("8. torch_impl's eager step (the bar for the reader's loop)", "torch", [], {})]
-    return [
+    ladder = [
         ("1. reader's loop: nnx.jit step per batch, batch indexed outside, XLA defaults", "nnx-jit", [], {}),
         *second,
         ("3. + the batch gathered inside the step", "nnx-jit", ["--gather", "inside"], options),
@@ -45,8 +47,8 @@ def rows(platform: str = "cpu") -> list[tuple[str, str, list[str], dict]]:
          ["--api", "nnx", "--k", "1"], {}),
         (f"6. fused, a lax.scan of {k} steps per dispatch (the trainer on this backend)", "flax",
          ["--api", "nnx", "--k", str(k)], {}),
-        *extra,
     ]
+    return [(*row, True) for row in ladder] + [(*row, False) for row in extra]
 
 
 def main(argv=None) -> int:
@@ -68,7 +70,7 @@ def main(argv=None) -> int:
     for round_ in range(args.rounds):
         order = list(range(len(table_rows)))
         for i in order[round_ % len(order):] + order[: round_ % len(order)]:
-            label, name, flags, launcher = table_rows[i]
+            label, name, flags, launcher, _ = table_rows[i]
             result = run_row(name, flags, row_args, launcher)
             runs[i].append(result)
             status = result["error"] if "error" in result else f"{BATCH / result['seconds_per_step'][0]:.0f} samples/s"
@@ -79,14 +81,14 @@ def main(argv=None) -> int:
              f"steps then {args.steps} timed; {args.rounds} interleaved rounds, median (min-max).", "",
              "| row | samples/s, median (min-max) | vs the row above | vs row 1 |", "|---|---:|---:|---:|"]
     medians = []
-    for (label, name, *_), row_runs in zip(table_rows, runs):
+    for (label, _, _, _, on_ladder), row_runs in zip(table_rows, runs):
         rates = [BATCH / r["seconds_per_step"][0] for r in row_runs if "error" not in r]
         if not rates:
             medians.append(None)
             lines.append(f"| {label} | failed: {row_runs[-1]['error']} | | |")
             continue
         median = statistics.median(rates)
-        above = medians[-1] if medians and name != "torch" and not label.startswith("7.") else None
+        above = medians[-1] if medians and on_ladder else None
         first = medians[0] if medians else None
         medians.append(median)
         ratio = f"{median / above:.2f}x" if above else ""

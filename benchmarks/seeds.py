@@ -213,12 +213,13 @@ def main(argv=None) -> int:
     cpu = platform == "cpu"
     counts = [int(c) for c in (args.counts or ("1,4" if cpu else "1,8,32,128")).split(",")]
     k = args.k or STEPS_PER_DISPATCH.get(platform, 16)
-    rows, device = step_rows(counts, k, args.rounds, args.reps or (2 if cpu else 8), args.device, args.variant)
+    reps = args.reps or (2 if cpu else 8)
+    rows, device = step_rows(counts, k, args.rounds, reps, args.device, args.variant)
     table = (f"# Seed sweeps\n\nMachine: {machine()}; {versions()}; --variant {args.variant}\n\n"
              + step_table(rows, k, device))
     payload = {"steps": rows, "k": k, "device": device, "variant": args.variant}
     if args.formulations:
-        table += "\n" + conv_formulations(counts, args.rounds, args.reps or (2 if cpu else 8))
+        table += "\n" + conv_formulations(counts, args.rounds, reps)
     if args.process:
         prows = process_rows(args.process_frameworks.split(","), args.process_seeds, args.process_epochs,
                              args.rounds, args.process_args.split())

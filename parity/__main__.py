@@ -30,11 +30,11 @@ from parity.stats import summarize
 
 
 def load_port(spec: str):
-    """(the port, the module's SWEEP or the default one)."""
+    """(the port, the module's SWEEP or the default one, the module's DATA or None)."""
     module, _, name = spec.partition(":")
     try:
         found = importlib.import_module(module)
-        return getattr(found, name or "PORT"), getattr(found, "SWEEP", Sweep())
+        return getattr(found, name or "PORT"), getattr(found, "SWEEP", Sweep()), getattr(found, "DATA", None)
     except (ImportError, AttributeError) as e:
         raise SystemExit(f"error: cannot load the port {spec!r} ({e}); give MODULE[:NAME], e.g. "
                          "examples.mnist_net.test_proof") from None
@@ -120,8 +120,7 @@ def main(argv=None) -> int:
     parser.add_argument("--test-size", type=int, default=None, help="--train: first N test samples (default: all)")
     parser.add_argument("--out", default=None, help="--train: folder for results.json and results.md")
     args = parser.parse_args(argv)
-    port, sweep = load_port(args.port)
-    dataset = getattr(importlib.import_module(args.port.partition(":")[0]), "DATA", None)  # the port's own data
+    port, sweep, dataset = load_port(args.port)  # the port's own data, or Fashion-MNIST
     if dataset is None:
         try:
             dataset = fashion_mnist.load()

@@ -23,7 +23,7 @@ import numpy as np
 import optax
 import torch
 
-from parity.dataset import Dataset, epoch_order, take
+from parity.dataset import Dataset, epoch_order, num_batches, take
 from parity.compare import Split, cut, first_split, scale, worst
 from parity.jax_side import JaxModel, is_dropout
 from parity.port import Port
@@ -414,8 +414,7 @@ def check_loss_and_gradients(proof: Proof) -> list[str]:
     parts on every batch. It splits where it parts on batch 0 and on another batch too."""
     (loss64, ref), (loss64_j, g64_j) = grads_pair(proof, np.float64)
     params = list(ref)[::-1]  # backward order: torch's parameters are registered in forward order
-    top = max(scale(g) for g in ref.values())
-    floor = {name: max(scale(g), GRAD_FLOOR * top) for name, g in ref.items()}
+    floor = gradient_floor(ref)
     lines = first_split([("the loss", np.float64(loss64), np.float64(loss64_j), F64_RTOL * abs(loss64))]
                         + [(f"d loss / d {n}", ref[n], g64_j[n], F64_RTOL * floor[n]) for n in params],
                         "loss and gradients, float64, the same weights, batch and masks, backward order")
@@ -425,15 +424,20 @@ def check_loss_and_gradients(proof: Proof) -> list[str]:
         agreeing = []
         for batch in range(1, NEAR_TIE_BATCHES + 1):
             (loss_b, ref_b), _ = grads_pair(proof, np.float64, batch)
-            top_b = max(scale(g) for g in ref_b.values())
-            floor_b = {name: max(scale(g), GRAD_FLOOR * top_b) for name, g in ref_b.items()}
             try:
-                _float32_gradients(proof, batch, loss_b, ref_b, floor_b, params)
+                _float32_gradients(proof, batch, loss_b, ref_b, gradient_floor(ref_b), params)
                 agreeing.append(batch)
             except Split:
                 raise Split(f"{first} (and on batch {batch} too: not a near-tie)") from None
         return lines + [f"float32 on batch 0 parted ({first}), a near-tie: batch "
                         f"{' and batch '.join(map(str, agreeing))} agree"]
+
+
+def gradient_floor(ref: dict) -> dict:
+    """Each gradient's scale for its bound: its own float64 scale, or 1e-3 of the model's largest where
+    it is (truly) ~0."""
+    top = max(scale(g) for g in ref.values())
+    return {name: max(scale(g), GRAD_FLOOR * top) for name, g in ref.items()}
 
 
 def _float32_gradients(proof: Proof, batch: int, loss64: float, ref: dict, floor: dict, params: list) -> list[str]:
@@ -454,24 +458,20 @@ def _float32_gradients(proof: Proof, batch: int, loss64: float, ref: dict, floor
 def run_length(proof: Proof) -> tuple[int, int, bool]:
     """(epochs, steps per epoch, whether the port declared the run's length): Port.epochs and
     Port.steps_per_epoch, else 4 epochs of the training data's batches."""
-    spe = proof.port.steps_per_epoch or -(-len(proof.dataset.train_labels) // proof.port.batch_size)
+    spe = proof.port.steps_per_epoch or num_batches(len(proof.dataset.train_labels), proof.port.batch_size)
     return (proof.port.epochs or UNDECLARED_EPOCHS), spe, proof.port.epochs is not None
 
 
-def _steps_scheduler(proof: Proof, step: int, spe: int) -> bool:
-    """Whether the training script calls scheduler.step() after this (1-based) step."""
-    return proof.port.torch.scheduler_interval == "step" or step % spe == 0
-
-
 def _walk_torch_rates(proof: Proof, n: int, spe: int) -> np.ndarray:
-    """The rate of torch's first parameter group in effect at each of n steps, its scheduler stepped as
-    the script steps it (no gradients: optimizer.step() is a no-op that keeps torch from warning)."""
+    """(n, groups): the rate of each of torch's parameter groups in effect at each of n steps, its
+    scheduler stepped as the script steps it (no gradients: optimizer.step() is a no-op that keeps torch
+    from warning); constant where the script has no scheduler."""
     optimizer = proof.port.torch.optimizer(proof.torch.build(proof.seed))
     scheduler = proof.port.torch.make_scheduler(optimizer, spe)
-    rates = np.empty(n)
+    rates = np.empty((n, len(optimizer.param_groups)))
     for step in range(n):
-        rates[step] = optimizer.param_groups[0]["lr"]
-        if _steps_scheduler(proof, step + 1, spe):
+        rates[step] = [group["lr"] for group in optimizer.param_groups]
+        if scheduler is not None and proof.port.torch.steps_scheduler_after(step + 1, spe):
             optimizer.step()
             scheduler.step()
     return rates
@@ -484,7 +484,8 @@ def jax_rates(schedule, n: int) -> np.ndarray:
 
 
 def _torch_rates(proof: Proof, spe: int) -> np.ndarray:
-    """torch's rates over the whole declared run (cached: the schedule and optimizer checks share them)."""
+    """(steps, groups): torch's rates over the whole declared run (cached: the schedule check and the
+    optimizer's probes share one walk)."""
     epochs, _, _ = run_length(proof)
     key = ("torch rates", epochs, spe)
     if key not in proof.cache:
@@ -505,7 +506,7 @@ def rate_tolerance(proof: Proof, spe: int) -> tuple[float, str]:
         dtype = np.asarray(proof.port.jax.schedule(spe)(jnp.asarray(0, jnp.int32))).dtype
     if dtype != np.float32:
         return 0.0, ""
-    peak = float(np.abs(_torch_rates(proof, spe)).max()) if proof.port.torch.scheduler else 0.0
+    peak = float(np.abs(_torch_rates(proof, spe)[:, 0]).max()) if proof.port.torch.scheduler else 0.0
     bound = F32_SCHEDULE_ULPS * F32_ULP * peak
     return bound, f" (the JAX schedule returns float32: judged to {F32_SCHEDULE_ULPS} float32 ulps of the peak rate, {bound:.3g})"
 
@@ -524,7 +525,7 @@ def check_schedule(proof: Proof) -> list[str]:
     epochs, spe, declared = run_length(proof)
     n = epochs * spe
     absolute, how = rate_tolerance(proof, spe)
-    lr_t = _torch_rates(proof, spe)
+    lr_t = _torch_rates(proof, spe)[:, 0]
     lr_j = jax_rates(proof.port.jax.schedule(spe), n)
     diff = np.abs(lr_t - lr_j.astype(np.float64))
     bounds = np.maximum(SCHEDULE_RTOL * np.abs(lr_t), absolute)
@@ -633,10 +634,8 @@ def check_optimizer(proof: Proof) -> list[str]:
             rate = optimizer.param_groups[0]["lr"]
             for n, p in params.items():
                 p.grad = torch.from_numpy(g[n].copy())
-            if proof.port.torch.before_step is not None:  # the script's clipping, on these gradients
-                proof.port.torch.before_step(model)
-            optimizer.step()
-            if scheduler is not None and _steps_scheduler(proof, step, spe):
+            proof.port.torch.optimizer_step(model, optimizer)  # the script's clipping, then the step
+            if scheduler is not None and proof.port.torch.steps_scheduler_after(step, spe):
                 scheduler.step()
             gj = torch_to_jax(proof.port, g, np.float64)["params"]
             updates, opt_state = tx.update(jax.tree.map(jnp.asarray, gj), opt_state, jp)
@@ -687,26 +686,21 @@ def _with_counts(opt_state, count: int):
 
 def _schedule_in_use(proof: Proof, g: dict, epochs: int, spe: int, tx, rtol, how: str) -> list[str]:
     """One update at each probe step s of the whole run, from fresh optimizer state whose step count is
-    s on both sides: torch's optimizer with its scheduler walked to s (the rate of each group copied
-    from the walk: schedulers that change only `lr`), its state's `step` set to s (optimizer.state);
-    optax's int32 counters set to s. Each side's schedule, walked to s, is what the update uses."""
+    s on both sides: torch's optimizer with each group's rate at s from the script's scheduler (the
+    walk the schedule check made: schedulers that change only `lr`), its state's `step` set to s
+    (optimizer.state); optax's int32 counters set to s. Each side's schedule at s is what the update uses."""
     model, variables, _ = proof.pair(np.float64)
     reference = {n: p.detach().clone() for n, p in model.named_parameters()}
-    walker, walker_scheduler = _torch_optimizer(proof, proof.torch.build(proof.seed), spe)
+    rates = _torch_rates(proof, spe)
     gj = jax.tree.map(jnp.asarray, torch_to_jax(proof.port, g, np.float64)["params"])
     jp = jax.tree.map(jnp.asarray, variables["params"])
     before_j = jax_to_torch(proof.port, {"params": jax.tree.map(np.asarray, jp)})
     params = dict(model.named_parameters())
-    probes, done, lines = _probe_steps(epochs, spe), 0, []
-    for s in probes:
-        while walker_scheduler is not None and done < s:  # the scheduler after s steps of the script
-            done += 1
-            if _steps_scheduler(proof, done, spe):
-                walker.step()
-                walker_scheduler.step()
+    lines = []
+    for s in _probe_steps(epochs, spe):
         optimizer = proof.port.torch.optimizer(model)
-        for group, walked in zip(optimizer.param_groups, walker.param_groups):
-            group["lr"] = walked["lr"]
+        for group, rate in zip(optimizer.param_groups, rates[s]):
+            group["lr"] = float(rate)
         for n, p in params.items():  # a first step creates the state; then it is reset to step s
             p.grad = torch.zeros_like(p)
         optimizer.step()
@@ -721,16 +715,12 @@ def _schedule_in_use(proof: Proof, g: dict, epochs: int, spe: int, tx, rtol, how
         before = {n: p.detach().numpy().copy() for n, p in params.items()}
         for n, p in params.items():
             p.grad = torch.from_numpy(g[n].copy())
-        if proof.port.torch.before_step is not None:
-            proof.port.torch.before_step(model)
-        optimizer.step()
+        proof.port.torch.optimizer_step(model, optimizer)
         updates, _ = tx.update(gj, _with_counts(tx.init(jp), s), jp)
         after_j = jax_to_torch(proof.port, {"params": jax.tree.map(np.asarray, optax.apply_updates(jp, updates))})
         label = f"step {s + 1} (epoch {s // spe + 1})"
-        first_split(_update_items(proof, label, params, before, after_j, before_j,
-                                  rtol(walker.param_groups[0]["lr"])),
-                    f"optimizer with its schedule, from fresh state at step {s + 1}, torch's rate "
-                    f"{walker.param_groups[0]['lr']:.6g}{how}")
+        first_split(_update_items(proof, label, params, before, after_j, before_j, rtol(rates[s, 0])),
+                    f"optimizer with its schedule, from fresh state at step {s + 1}, torch's rate {rates[s, 0]:.6g}{how}")
         with torch.no_grad():
             for n, p in params.items():
                 p.copy_(reference[n])
@@ -784,7 +774,7 @@ def _trajectory(proof: Proof, dtype, nudge: float, side: str):
             masks = Masks(1000 + step)
             if side in ("both", "torch"):
                 loss_t = proof.torch.step(model, optimizer, xt, labels, Recorder(masks))
-                if scheduler is not None and (proof.port.torch.scheduler_interval == "step" or step % spe == 0):
+                if scheduler is not None and proof.port.torch.steps_scheduler_after(step, spe):
                     scheduler.step()
                 out_t.append((loss_t, proof.torch.state(model)))
             if side in ("both", "jax"):

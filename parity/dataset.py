@@ -55,6 +55,11 @@ def epoch_order(num_samples: int, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(num_samples)
 
 
+def num_batches(num_samples: int, batch_size: int) -> int:
+    """Batches per epoch, counting the last partial one."""
+    return -(-num_samples // batch_size)
+
+
 def train_batches(num_samples: int, batch_size: int, seed: int, epoch: int) -> Iterator[np.ndarray]:
     """Index arrays of one shuffled training epoch; the last batch may be short and is kept."""
     order = epoch_order(num_samples, seed, epoch)

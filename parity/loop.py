@@ -15,7 +15,7 @@ import optax
 import torch
 from flax import nnx
 
-from parity.dataset import Dataset, eval_batches, take, train_batches
+from parity.dataset import Dataset, eval_batches, num_batches, take, train_batches
 from parity.port import Port
 
 EVAL_BATCH = 1000
@@ -43,7 +43,7 @@ def train_torch(port: Port, dataset: Dataset, seed: int, epochs: int, progress=N
     torch.manual_seed(seed)  # dropout's masks
     model = side.model(seed)
     optimizer = side.optimizer(model)
-    scheduler = side.make_scheduler(optimizer, -(-len(dataset.train_labels) // port.batch_size))
+    scheduler = side.make_scheduler(optimizer, num_batches(len(dataset.train_labels), port.batch_size))
     n = len(dataset.train_labels)
     losses = []
     for epoch in range(1, epochs + 1):
@@ -55,9 +55,7 @@ def train_torch(port: Port, dataset: Dataset, seed: int, epochs: int, progress=N
             optimizer.zero_grad(set_to_none=True)
             loss = side.loss(model(x), y)
             loss.backward()
-            if side.before_step is not None:
-                side.before_step(model)
-            optimizer.step()
+            side.optimizer_step(model, optimizer)
             if scheduler is not None and side.scheduler_interval == "step":
                 scheduler.step()
             total += float(loss.detach()) * len(idx)

@@ -6,6 +6,7 @@ nothing here imports torch or jax. Every check in parity.checks reads the port f
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -49,13 +50,21 @@ class TorchSide:
         where the script has none."""
         if self.scheduler is None:
             return None
-        import inspect
-
         try:
             takes = len(inspect.signature(self.scheduler).parameters) >= 2
         except (TypeError, ValueError):  # a builtin or a class without a signature: one argument
             takes = False
         return self.scheduler(optimizer, steps_per_epoch) if takes else self.scheduler(optimizer)
+
+    def optimizer_step(self, model, optimizer) -> None:
+        """What the script does once the gradients are in: before_step (clipping), then optimizer.step()."""
+        if self.before_step is not None:
+            self.before_step(model)
+        optimizer.step()
+
+    def steps_scheduler_after(self, step: int, steps_per_epoch: int) -> bool:
+        """Whether the script calls scheduler.step() after this (1-based) step."""
+        return self.scheduler_interval == "step" or step % steps_per_epoch == 0
 
 
 @dataclass(frozen=True)

@@ -92,7 +92,5 @@ class TorchModel:
         script's before_step (gradient clipping), step."""
         optimizer.zero_grad(set_to_none=True)
         loss, _ = self.loss_and_grads(model, x, y, recorder)
-        if self.side.before_step is not None:
-            self.side.before_step(model)
-        optimizer.step()
+        self.side.optimizer_step(model, optimizer)
         return loss
