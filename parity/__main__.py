@@ -30,7 +30,8 @@ from parity.stats import summarize
 
 
 def load_port(spec: str):
-    """(the port, the module's SWEEP or the default one, the module's DATA or None)."""
+    """(the port, the module's SWEEP or the default one, the module's DATA (a parity.Dataset or a function
+    that loads one) or None)."""
     module, _, name = spec.partition(":")
     try:
         found = importlib.import_module(module)
@@ -120,7 +121,13 @@ def main(argv=None) -> int:
     parser.add_argument("--test-size", type=int, default=None, help="--train: first N test samples (default: all)")
     parser.add_argument("--out", default=None, help="--train: folder for results.json and results.md")
     args = parser.parse_args(argv)
-    port, sweep, dataset = load_port(args.port)  # the port's own data, or Fashion-MNIST
+    port, sweep, dataset = load_port(args.port)  # the port's own data (or a function loading it), or Fashion-MNIST
+    if callable(dataset):
+        try:
+            dataset = dataset()
+        except OSError as e:
+            print(f"error: the port's data: {e}", file=sys.stderr)
+            return 2
     if dataset is None:
         try:
             dataset = fashion_mnist.load()

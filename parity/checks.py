@@ -28,7 +28,7 @@ from parity.compare import Split, cut, first_split, scale, worst
 from parity.jax_side import JaxModel, is_dropout
 from parity.port import Port
 from parity.record import Masks, Recorder
-from parity.torch_side import ELEMENTWISE_DROPOUT, TorchModel
+from parity.torch_side import ELEMENTWISE_DROPOUT, TorchModel, sdpa_dropout_probe, to_numpy
 from parity.weights import TO_TORCH, flat, jax_to_torch, map_problems, mapped, torch_to_jax
 
 F64_RTOL = 1e-9
@@ -79,6 +79,12 @@ class Proof:
         token ids, stay as the port's transforms make them)."""
         return in_dtype(self.port.torch_inputs(raw), dtype), in_dtype(self.port.jax_inputs(raw), dtype)
 
+    def jax_layout(self, a):
+        return jax.tree.map(self.port.to_jax_layout, a)
+
+    def torch_layout(self, a):
+        return jax.tree.map(self.port.to_torch_layout, a)
+
     def pair(self, dtype=np.float64, seed: int | None = None):
         """(torch model, JAX variables, JAX rest): torch's seeded draw, and JAX holding the same values."""
         seed = self.seed if seed is None else seed
@@ -97,9 +103,40 @@ class Proof:
 
 
 def in_dtype(x, dtype):
+    """x (an array, or a tuple of the model's arguments) with its floating-point arrays in dtype."""
+    if isinstance(x, tuple):
+        return tuple(in_dtype(a, dtype) for a in x)
     x = np.asarray(x)
     return x.astype(dtype) if np.issubdtype(x.dtype, np.floating) else x
 
+
+def jnp_tree(x):
+    """NumPy arrays (one, or nested in tuples) as JAX arrays."""
+    return jax.tree.map(jnp.asarray, x)
+
+
+def output_items(out_t, out_j, bound_of) -> list:
+    """("the output", torch's, JAX's, bound_of(torch's)) for each array the models return, in order:
+    one for a single output, "the output[0]", "the output[1]", ... for a tuple (nanoGPT's (logits, loss))."""
+    leaves_t, leaves_j = output_leaves(out_t), output_leaves(out_j)
+    if [label for label, _ in leaves_t] != [label for label, _ in leaves_j]:
+        raise Split(f"the outputs differ in structure: torch returns {[label for label, _ in leaves_t]}, JAX "
+                    f"{[label for label, _ in leaves_j]}")
+    return [(label, t, j, bound_of(t)) for (label, t), (_, j) in zip(leaves_t, leaves_j)]
+
+
+def output_leaves(out, label: str = "the output") -> list[tuple[str, np.ndarray]]:
+    if isinstance(out, (tuple, list)):
+        return [leaf for i, o in enumerate(out) for leaf in output_leaves(o, f"{label}[{i}]")]
+    if isinstance(out, dict):
+        return [leaf for k, o in out.items() for leaf in output_leaves(o, f"{label}[{k!r}]")]
+    return [] if out is None else [(label, np.asarray(out, np.float64) if np.ndim(out) == 0 else np.asarray(out))]
+
+
+def logits_of(out) -> np.ndarray:
+    """The predictions' scores: the output, or its first array where the model returns several
+    (nanoGPT's (logits, loss)); classes on the last axis."""
+    return output_leaves(out)[0][1]
 
 # ------------------------------------------------------------------------------------ structure
 
@@ -108,7 +145,7 @@ def check_weight_map(proof: Proof) -> list[str]:
     """Every tensor of both sides is in the weight map, one to one, with matching shapes."""
     model = proof.torch.build(proof.seed)
     variables, _ = proof.jax_init(proof.seed)
-    problems = map_problems(proof.port, proof.torch.state(model), variables)
+    problems = map_problems(proof.port, proof.torch.state(model), variables, proof.torch.tied(model))
     if problems:
         raise Split(f"{proof.port.name}: the weight map does not match the models ({len(problems)} problems): "
                     + cut(problems))
@@ -145,9 +182,10 @@ def check_inputs(proof: Proof) -> list[str]:
     """Both sides' input transforms (the training scripts' normalisation) on the same 256 real images:
     the same values, in torch's layout, to float32 rounding."""
     images, _ = proof.batch(0, 256)
-    xt = np.asarray(proof.port.torch_inputs(images))
-    xj = proof.port.to_torch_layout(np.asarray(proof.port.jax_inputs(images)))
-    return first_split([("the inputs", xt, xj, 4 * F32_ULP * max(scale(xt), 1.0))], "input transforms")
+    xt, xj = proof.port.torch_inputs(images), proof.torch_layout(proof.port.jax_inputs(images))
+    items = [(label.replace("the output", "the inputs"), t, j, 4 * F32_ULP * max(scale(t), 1.0))
+             for label, t, j, _ in output_items(xt, xj, lambda t: 0.0)]
+    return first_split(items, "input transforms")
 
 
 def check_init(proof: Proof, seeds: int = 3, alpha: float = 1e-4) -> list[str]:
@@ -202,8 +240,15 @@ def jax_hook(proof: Proof, recorder: Recorder):
             mask = recorder.masks.get((name, recorder.next_call(name))) if recorder.masks else None
             active = not np.all(probe == 1)
             if active and mask is not None:  # torch's mask, scaled as this layer scales its survivors
-                out = x * jnp.asarray(proof.port.to_jax_layout(mask), x.dtype) * probe.max()
+                mask = proof.port.to_jax_layout(mask)
+                if mask.shape != x.shape:
+                    raise Split(f"dropout at {name}: torch dropped a tensor of shape {mask.shape} there, JAX drops "
+                                f"one of shape {x.shape}: not the same tensor (the attention's weights against "
+                                f"its output?)")
+                out = x * jnp.asarray(mask, x.dtype) * probe.max()
             else:
+                if active and recorder.masks is not None:  # a JAX dropout torch drew no mask for, by that name
+                    recorder.unmasked.append(name)
                 out = call(*args, **kwargs)
         else:
             out = call(*args, **kwargs)
@@ -225,10 +270,9 @@ def forward_pair(proof: Proof, train: bool, dtype=np.float64, batch: int = 0, ma
     rec_t, rec_j = Recorder(masks), Recorder(masks)
     out_t = proof.torch.run(model, xt, train, rec_t)
     with proof.x64(dtype):
-        out_j, stats_j = proof.jax.run(rest, jax.tree.map(jnp.asarray, variables), jnp.asarray(xj), train,
-                                       jax_hook(proof, rec_j))
-        out_j = np.asarray(out_j)
-    return (model, out_t, rec_t), (np.asarray(out_j), stats_j, rec_j)
+        out_j, stats_j = proof.jax.run(rest, jnp_tree(variables), jnp_tree(xj), train, jax_hook(proof, rec_j))
+        out_j = jax.tree.map(np.asarray, out_j)
+    return (model, out_t, rec_t), (proof.torch_layout(out_j), stats_j, rec_j)
 
 
 def layer_items(proof: Proof, rec_t: Recorder, rec_j: Recorder, bound_of):
@@ -252,9 +296,16 @@ def _check_forward(proof: Proof, train: bool) -> list[str]:
     if not shared:
         raise Split(f"forward ({mode}): no layer name is shared by both sides; give Port.layers")
     items = layer_items(proof, rec_t, rec_j, lambda name, call, t: F64_RTOL * max(scale(t), 1e-300))
-    items.append(("the output", out_t, out_j, F64_RTOL * scale(out_t)))
-    lines = first_split(items, f"forward in {mode} mode, float64, the same weights"
-                        + (" and dropout masks" if train else ""))
+    items += output_items(out_t, out_j, lambda t: F64_RTOL * max(scale(t), 1e-300))
+    try:
+        lines = first_split(items, f"forward in {mode} mode, float64, the same weights"
+                            + (" and dropout masks" if train else ""))
+    except Split as split:
+        if rec_j.unmasked:  # say why the masks could not be shared: the usual cause of a train-mode split
+            masked = sorted({name for name, _ in rec_t.masks.drawn}) if rec_t.masks else []
+            raise Split(f"{split}; JAX's dropout {cut(sorted(set(rec_j.unmasked)), 3)} found no torch mask of that "
+                        f"name (torch drew masks at {cut(masked, 3)}): map them in Port.layers") from None
+        raise
     if train and stats_j is not None:  # the running statistics this one pass left behind
         torch_state = proof.torch.state(model)
         new = {**torch_to_jax(proof.port, torch_state, np.float64), "batch_stats": stats_j}
@@ -283,41 +334,55 @@ def compare_variables(proof: Proof, torch_state: dict, variables: dict, what: st
 
 
 def check_dropout(proof: Proof, n: int = 200_000) -> list[str]:
-    """Each dropout layer's own convention, alone: in train mode it drops its rate of the elements
-    (within 5 standard errors) and scales survivors by 1 / (1 - rate); in eval mode it is the identity."""
+    """Each dropout the torch forward calls, its own convention, alone: in train mode it drops its rate
+    of the elements (within 5 standard errors) and scales survivors by 1 / (1 - rate); in eval mode it
+    is the identity; the JAX layer of the same name (Port.layers) does the same. A torch.nn.Dropout is
+    asked directly; the dropout inside F.scaled_dot_product_attention (which the other checks replace by
+    the kit's masks, parity.torch_side.SDPA_DROPOUT) is measured on torch's own SDPA at the rate the
+    model passed it in that mode. A dropout module the model builds and never calls (nanoGPT's
+    attn_dropout on its SDPA path) is not asked."""
     model, variables, rest = proof.pair(np.float32)
-    torch_layers = {name: m for name, m in model.named_modules() if isinstance(m, ELEMENTWISE_DROPOUT)}
-    if not torch_layers:
-        return ["no dropout layers"]
     images, _ = proof.batch(0, 4)
     xt, xj = proof.inputs(images, np.float32)
-    lines = []
+    modules = dict(model.named_modules())
+    lines, asked = [], 0
     for train in (True, False):
+        used = Recorder(Masks(0))
+        proof.torch.run(model, xt, train, used)
+        torch_layers = {name: modules[name] for name, _ in used.order if isinstance(modules.get(name), ELEMENTWISE_DROPOUT)}
+        rates = {**{name: layer.p for name, layer in torch_layers.items()}, **used.rates}
+        asked += len(rates)
         probes: dict = {}
-        rec = Recorder(None)
-        proof.jax.run(rest, jax.tree.map(jnp.asarray, variables), jnp.asarray(xj), train,
-                      _probing_hook(proof, rec, probes, n))
-        for name, layer in torch_layers.items():
+        proof.jax.run(rest, jnp_tree(variables), jnp_tree(xj), train, _probing_hook(proof, Recorder(None), probes, n))
+        extra = [name for name, out in probes.items() if name not in rates and np.any(out[0] != 1)]
+        if extra:
+            raise Split(f"dropout in {'train' if train else 'eval'} mode: JAX's {cut(extra, 3)} drops where the torch "
+                        f"forward calls no dropout of that name (torch's: {cut(list(rates), 3) or 'none'}; Port.layers)")
+        for name, p in rates.items():
             jax_probe = probes.get(name)
             if jax_probe is None:
                 raise Split(f"dropout: torch's {name} has no JAX dropout layer of that name (Port.layers)")
-            layer.train(train)
-            t = layer.forward(torch.ones(n)).numpy()
+            if name in torch_layers:
+                torch_layers[name].train(train)
+                t = torch_layers[name].forward(torch.ones(n)).numpy()
+            else:
+                t = sdpa_dropout_probe(p, n)
             j = jax_probe[0]
+            want = p if train else 0.0
+            want_scale = 1 / (1 - want)
             for side, out in (("torch", t), ("JAX", j)):
                 kept = out != 0
                 dropped = 1 - kept.mean()
-                want = layer.p if train else 0.0
-                se = np.sqrt(max(want * (1 - want), 1e-12) / n)
+                se = np.sqrt(max(want * (1 - want), 1e-12) / out.size)
                 survivors = np.unique(out[kept])
-                want_scale = 1 / (1 - layer.p) if train else 1.0
                 if abs(dropped - want) > 5 * se or not np.allclose(survivors, want_scale, rtol=1e-6):
                     raise Split(f"dropout in {'train' if train else 'eval'} mode: first split at {name}: {side} drops "
-                                f"{dropped:.4f} of its inputs (torch's p: {want:.4f}) and scales survivors by "
+                                f"{dropped:.4f} of its inputs (torch's rate: {want:.4f}) and scales survivors by "
                                 f"{survivors[:3].tolist()} (want {want_scale:.6g})")
             lines.append(f"{name} ({'train' if train else 'eval'}): torch drops {1 - (t != 0).mean():.4f}, "
                          f"JAX {1 - (j != 0).mean():.4f}, survivors x{want_scale:.4g}")
-    return lines
+        model.train(True)
+    return lines if asked else ["no dropout layers"]
 
 
 def _probing_hook(proof: Proof, recorder: Recorder, probes: dict, n: int):
@@ -343,8 +408,10 @@ def check_float32_forward(proof: Proof) -> list[str]:
         return max(F32_FACTOR * t_err, F32_FLOOR_ULPS * F32_ULP * scale(r))
 
     items = layer_items(proof, ref, rec_j, bound)
-    t_err = np.abs(t_out - ref_out).max()
-    items.append(("the output", ref_out, j_out, max(F32_FACTOR * t_err, F32_FLOOR_ULPS * F32_ULP * scale(ref_out))))
+    torch_err = {label: np.abs(np.asarray(t, np.float64) - r).max()
+                 for label, r, t, _ in output_items(ref_out, t_out, lambda r: 0.0)}
+    items += [(label, r, j, max(F32_FACTOR * torch_err[label], F32_FLOOR_ULPS * F32_ULP * scale(r)))
+              for label, r, j, _ in output_items(ref_out, j_out, lambda r: 0.0)]
     return first_split(items, "forward in float32 against the float64 reference (bound: 16x torch's own error)")
 
 
@@ -367,7 +434,7 @@ def check_running_statistics(proof: Proof, passes: int = 5, eval_passes: int = 2
             masks = Masks(i)
             before_t = proof.torch.state(model)
             proof.torch.run(model, xt, train, Recorder(masks))
-            _, stats = proof.jax.run(rest, jv, jnp.asarray(xj), train, jax_hook(proof, Recorder(masks)))
+            _, stats = proof.jax.run(rest, jv, jnp_tree(xj), train, jax_hook(proof, Recorder(masks)))
             before_j = jax_to_torch(proof.port, jax.tree.map(np.asarray, jv))
             jv = {**jv, "batch_stats": stats}
             now_t, now_j = proof.torch.state(model), jax_to_torch(proof.port, jax.tree.map(np.asarray, jv))
@@ -395,7 +462,7 @@ def grads_pair(proof: Proof, dtype, batch: int = 0):
     masks = Masks(batch)
     loss_t, grads_t = proof.torch.loss_and_grads(model, xt, labels, Recorder(masks))
     with proof.x64(dtype):
-        loss_j, grads_j, _ = proof.jax.loss_and_grads(rest, jax.tree.map(jnp.asarray, variables), jnp.asarray(xj),
+        loss_j, grads_j, _ = proof.jax.loss_and_grads(rest, jnp_tree(variables), jnp_tree(xj),
                                                       jnp.asarray(labels), jax_hook(proof, Recorder(masks)))
         grads_j = jax_to_torch(proof.port, {"params": jax.tree.map(np.asarray, grads_j)})
     return (loss_t, grads_t), (float(loss_j), grads_j)
@@ -770,7 +837,8 @@ def _trajectory(proof: Proof, dtype, nudge: float, side: str):
         for step, (images, labels) in enumerate(_batches(proof), start=1):
             xt, xj = proof.inputs(images, dtype)
             if nudge:  # and each input: exact ties (a flat background's equal pixels) break as rounding breaks them
-                xt = xt * (1 + nudge * rng.choice([-1.0, 1.0], xt.shape)).astype(dtype)
+                xt = jax.tree.map(lambda a: a * (1 + nudge * rng.choice([-1.0, 1.0], a.shape)).astype(dtype)
+                                  if np.issubdtype(a.dtype, np.floating) else a, xt)
             masks = Masks(1000 + step)
             if side in ("both", "torch"):
                 loss_t = proof.torch.step(model, optimizer, xt, labels, Recorder(masks))
@@ -778,7 +846,7 @@ def _trajectory(proof: Proof, dtype, nudge: float, side: str):
                     scheduler.step()
                 out_t.append((loss_t, proof.torch.state(model)))
             if side in ("both", "jax"):
-                loss_j, jv, opt_state = proof.jax.step(rest, jv, tx, opt_state, jnp.asarray(xj), jnp.asarray(labels),
+                loss_j, jv, opt_state = proof.jax.step(rest, jv, tx, opt_state, jnp_tree(xj), jnp.asarray(labels),
                                                        jax_hook(proof, Recorder(masks)))
                 out_j.append((float(loss_j), jax_to_torch(proof.port, jax.tree.map(np.asarray, jv))))
     return out_t, out_j
@@ -851,8 +919,9 @@ def rel_l2(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def check_cross_eval(proof: Proof, n_test: int = 1000) -> list[str]:
-    """Weights trained on one side score the same on the other (eval mode, float32, 1,000 test images):
-    the same mean loss (1e-5 relative) and predictions (but for near-ties of the top two outputs)."""
+    """Weights trained on one side score the same on the other (eval mode, float32, 1,000 test samples):
+    the same mean loss (1e-5 relative) and predictions, the argmax of the output's last axis (but for
+    near-ties of the top two scores)."""
     out_t, out_j = trajectory(proof, np.float32)
     images, labels = take(proof.dataset.test_inputs, slice(n_test)), proof.dataset.test_labels[:n_test].astype(np.int64)
     xt, xj = proof.inputs(images, np.float32)
@@ -861,21 +930,24 @@ def check_cross_eval(proof: Proof, n_test: int = 1000) -> list[str]:
     for trained_on, state in (("torch", out_t[-1][1]), ("JAX", out_j[-1][1])):
         model = proof.torch.build(proof.seed)
         proof.torch.load(model, {k: v for k, v in state.items() if mapped(k)})
-        logits_t = proof.torch.run(model, xt, train=False)
+        with torch.no_grad():
+            output_t = proof.torch.forward(model, xt, train=False)
+            loss_t = float(proof.port.torch.loss(output_t, torch.from_numpy(labels)))
         variables = torch_to_jax(proof.port, state, np.float32)
-        logits_j = np.asarray(proof.jax.run(rest, jax.tree.map(jnp.asarray, variables), jnp.asarray(xj), False)[0])
-        loss_t = float(proof.port.torch.loss(torch.from_numpy(logits_t), torch.from_numpy(labels)))
-        loss_j = float(proof.port.jax.loss(jnp.asarray(logits_j), jnp.asarray(labels)))
-        top2 = np.sort(logits_t, axis=1)[:, -2:]
-        clear = (top2[:, 1] - top2[:, 0]) > 1e-4 * np.abs(top2).max()
-        disagree = int((logits_t.argmax(1) != logits_j.argmax(1))[clear].sum())
+        output_j, _ = proof.jax.run(rest, jnp_tree(variables), jnp_tree(xj), False)
+        loss_j = float(proof.port.jax.loss(output_j, jnp.asarray(labels)))
+        logits_t = logits_of(to_numpy(output_t))
+        logits_j = proof.port.to_torch_layout(logits_of(jax.tree.map(np.asarray, output_j)))
+        top2 = np.sort(logits_t, axis=-1)[..., -2:]
+        clear = (top2[..., 1] - top2[..., 0]) > 1e-4 * np.abs(top2).max()
+        disagree = int((logits_t.argmax(-1) != logits_j.argmax(-1))[clear].sum())
         if abs(loss_t - loss_j) > 1e-5 * abs(loss_t) or disagree:
             raise Split(f"cross-evaluation of weights trained on {trained_on}: test loss torch {loss_t!r}, JAX "
                         f"{loss_j!r}; {disagree} of {int(clear.sum())} clear predictions differ")
-        lines.append(f"trained on {trained_on}: test loss {loss_t:.6f} vs {loss_j:.6f}, "
-                     f"{(logits_t.argmax(1) == labels).mean():.2%} accuracy on both")
+        counted = labels >= 0  # an ignore_index (-1, -100) is no prediction to score
+        accuracy = (logits_t.argmax(-1) == labels)[counted].mean()
+        lines.append(f"trained on {trained_on}: test loss {loss_t:.6f} vs {loss_j:.6f}, {accuracy:.2%} accuracy on both")
     return lines
-
 
 
 # The order a proof runs them in: quick structural checks, then float64 math, then training.

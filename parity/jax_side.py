@@ -32,6 +32,13 @@ class _Tap(nnx.Module):
     def __call__(self, *args, **kwargs):
         return self.hook(self.name, self.inner, self.inner, args, kwargs)
 
+    def __getattr__(self, attribute):
+        """Everything else is the module's own: a model may call its other methods or read its fields
+        (nanoGPT's tied lm_head: transformer.wte.attend(x)); those calls are not recorded."""
+        if attribute in ("inner", "name", "hook") or attribute.startswith("__"):
+            raise AttributeError(attribute)
+        return getattr(self.inner, attribute)
+
 
 def _called(module) -> bool:
     """A module the model calls, which the kit can stand a _Tap in for: not a container (nnx.List,
@@ -86,6 +93,11 @@ def replace_values(state: nnx.State, values: dict, what: str) -> nnx.State:
     return state
 
 
+def as_args(x) -> tuple:
+    """The model's positional arguments: one array, or a tuple of them (nanoGPT's (idx, targets))."""
+    return x if isinstance(x, tuple) else (x,)
+
+
 def is_dropout(module) -> bool:
     return isinstance(module, (nnx.Dropout, linen.Dropout))
 
@@ -117,16 +129,25 @@ class JaxModel:
         if "batch_stats" in variables:
             stats = replace_values(stats, variables["batch_stats"], "JAX batch statistics")
         other = jax.tree.map(lambda a: a, other)  # fresh Variables, made in the current trace
-        return nnx.merge(graphdef, params, stats, other)
+        model = nnx.merge(graphdef, params, stats, other)
+        if any(jnp.asarray(leaf).dtype == jnp.float64 for leaf in jax.tree.leaves(variables["params"])):
+            # nnx.Embed fixes its computation dtype when it is built, to its parameters' (float32): with
+            # the kit's float64 values it still looked up float32 (issue #32: nanoGPT's wte and wpe,
+            # 3.7e-9 off in float64). A float64 check computes every such module in float64.
+            for _, module in nnx.iter_modules(model):
+                if getattr(module, "dtype", None) == jnp.float32:
+                    module.dtype = jnp.float64
+        return model
 
     # -- forward ---------------------------------------------------------------------------------
     def run(self, rest, variables: dict, x, train: bool, hook: Hook | None = None):
-        """(output, new batch_stats or None): one forward pass in train or eval mode, eagerly if hooked."""
+        """(output, new batch_stats or None): one forward pass in train or eval mode, eagerly if hooked; x
+        one array or a tuple of them, the model's arguments; the output as the model returns it."""
         if self.api == "nnx":
             model = self._nnx_model(rest, variables)
             model.train() if train else model.eval()
             with _tapped(model, hook) if hook is not None else contextlib.nullcontext():
-                out = model(x)
+                out = model(*as_args(x))
             stats = nnx.to_pure_dict(nnx.state(model, nnx.BatchStat)) if "batch_stats" in variables else None
             return out, stats
         module = rest
@@ -135,7 +156,7 @@ class JaxModel:
         with context:
             mode = {self.side.train_kwarg: train} if self.side.train_kwarg else {}
             # A fixed dropout key: the kit's checks give dropout the masks they compare (parity.record).
-            result = module.apply(variables, x, **mode, rngs={"dropout": jax.random.key(0)}, mutable=mutable)
+            result = module.apply(variables, *as_args(x), **mode, rngs={"dropout": jax.random.key(0)}, mutable=mutable)
         if mutable:
             out, new = result
             return out, jax.tree.map(jnp.asarray, dict(new["batch_stats"]))

@@ -16,14 +16,17 @@ import torch
 from flax import nnx
 
 from parity.dataset import Dataset, eval_batches, num_batches, take, train_batches
+from parity.jax_side import as_args as as_jax_args
 from parity.port import Port
+from parity.torch_side import as_args
 
 EVAL_BATCH = 1000
 
 
 @dataclass
 class Result:
-    """One training run: the mean train loss of each epoch, then the test set's loss and accuracy."""
+    """One training run: the mean train loss of each epoch, then the test set's loss and accuracy (the
+    argmax of the output's last axis against the labels; a label below 0 is not counted)."""
 
     framework: str
     seed: int
@@ -50,10 +53,10 @@ def train_torch(port: Port, dataset: Dataset, seed: int, epochs: int, progress=N
         model.train()
         total, count = 0.0, 0
         for idx in train_batches(n, port.batch_size, seed, epoch):
-            x = torch.from_numpy(port.torch_inputs(take(dataset.train_inputs, idx)))
+            x = as_args(port.torch_inputs(take(dataset.train_inputs, idx)), torch.float32)
             y = torch.from_numpy(dataset.train_labels[idx].astype(np.int64))
             optimizer.zero_grad(set_to_none=True)
-            loss = side.loss(model(x), y)
+            loss = side.loss(model(*x), y)
             loss.backward()
             side.optimizer_step(model, optimizer)
             if scheduler is not None and side.scheduler_interval == "step":
@@ -69,12 +72,23 @@ def train_torch(port: Port, dataset: Dataset, seed: int, epochs: int, progress=N
     loss_sum, correct = 0.0, 0
     with torch.no_grad():
         for idx in eval_batches(len(dataset.test_labels), EVAL_BATCH):
-            out = model(torch.from_numpy(port.torch_inputs(take(dataset.test_inputs, idx))))
+            out = model(*as_args(port.torch_inputs(take(dataset.test_inputs, idx)), torch.float32))
             y = torch.from_numpy(dataset.test_labels[idx].astype(np.int64))
             loss_sum += float(side.loss(out, y)) * len(idx)
-            correct += int((out.argmax(1) == y).sum())
+            correct += int(((logits_of(out).argmax(-1) == y) & (y >= 0)).sum())
     m = len(dataset.test_labels)
-    return Result("torch", seed, losses, loss_sum / m, correct / m, time.perf_counter() - start)
+    return Result("torch", seed, losses, loss_sum / m, correct / counted(dataset), time.perf_counter() - start)
+
+
+def logits_of(out):
+    """The predictions' scores: the output, or its first element where the model returns several
+    (nanoGPT's (logits, loss)); classes on the last axis."""
+    return out[0] if isinstance(out, (tuple, list)) else out
+
+
+def counted(dataset: Dataset) -> int:
+    """The test labels an accuracy counts: all but an ignore_index (negative, as -1 or -100)."""
+    return int((np.asarray(dataset.test_labels) >= 0).sum())
 
 
 _PROGRAMS: dict = {}  # (the JaxSide, steps per epoch, graph) -> (step, evaluate), compiled once for every seed
@@ -91,7 +105,7 @@ def jax_programs(side, steps_per_epoch: int, seed: int):
             other = jax.tree.map(lambda a: a, other)  # fresh Variables in this trace (the model mutates them)
             model = nnx.merge(graphdef, params, other)
             model.train() if train else model.eval()
-            out = model(x)
+            out = model(*as_jax_args(x))
             return out, nnx.state(model, nnx.Not(nnx.Param))  # running statistics, random-number counts
     else:
         module, variables = side.model(seed)
@@ -103,7 +117,7 @@ def jax_programs(side, steps_per_epoch: int, seed: int):
             mutable = ["batch_stats"] if train and "batch_stats" in other else False
             mode = {side.train_kwarg: train} if side.train_kwarg else {}
             stats = {"batch_stats": other["batch_stats"]} if "batch_stats" in other else {}
-            result = module.apply({"params": params, **stats}, x, **mode, mutable=mutable,
+            result = module.apply({"params": params, **stats}, *as_jax_args(x), **mode, mutable=mutable,
                                   rngs={"dropout": jax.random.fold_in(other["key"], other["step"])})
             out, new = result if mutable else (result, {})
             return out, {**other, **new, "step": other["step"] + 1}
@@ -123,7 +137,7 @@ def jax_programs(side, steps_per_epoch: int, seed: int):
         @jax.jit
         def evaluate(params, other, x, y):
             out, _ = forward(params, other, x, False)
-            return side.loss(out, y) * len(y), (out.argmax(-1) == y).sum()
+            return side.loss(out, y) * len(y), ((logits_of(out).argmax(-1) == y) & (y >= 0)).sum()
 
         _PROGRAMS[key] = (step, evaluate)
     return (params, other, tx, *_PROGRAMS[key])
@@ -138,7 +152,7 @@ def train_jax(port: Port, dataset: Dataset, seed: int, epochs: int, progress=Non
     for epoch in range(1, epochs + 1):
         total = jnp.zeros(())
         for idx in train_batches(n, port.batch_size, seed, epoch):
-            x = jnp.asarray(port.jax_inputs(take(dataset.train_inputs, idx)))
+            x = jax.tree.map(jnp.asarray, port.jax_inputs(take(dataset.train_inputs, idx)))
             y = jnp.asarray(dataset.train_labels[idx].astype(np.int32))
             params, other, opt_state, loss = step(params, other, opt_state, x, y)
             total = total + loss * len(idx)
@@ -147,13 +161,13 @@ def train_jax(port: Port, dataset: Dataset, seed: int, epochs: int, progress=Non
             progress(f"jax seed {seed} epoch {epoch}: train loss {losses[-1]:.4f}")
     loss_sum, correct = 0.0, 0
     for idx in eval_batches(len(dataset.test_labels), EVAL_BATCH):
-        x = jnp.asarray(port.jax_inputs(take(dataset.test_inputs, idx)))
+        x = jax.tree.map(jnp.asarray, port.jax_inputs(take(dataset.test_inputs, idx)))
         y = jnp.asarray(dataset.test_labels[idx].astype(np.int32))
         batch_loss, batch_correct = evaluate(params, other, x, y)
         loss_sum += float(batch_loss)
         correct += int(batch_correct)
     m = len(dataset.test_labels)
-    return Result("jax", seed, losses, loss_sum / m, correct / m, time.perf_counter() - start)
+    return Result("jax", seed, losses, loss_sum / m, correct / counted(dataset), time.perf_counter() - start)
 
 
 TRAIN = {"torch": train_torch, "jax": train_jax}

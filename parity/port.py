@@ -89,10 +89,15 @@ class Port:
     """Both sides, and how they correspond.
 
     weights: torch state_dict name -> (JAX path, layout) for every tensor either side holds (torch's
-        num_batches_tracked may be left out: JAX's BatchNorm keeps no count). Checked by shape.
+        num_batches_tracked may be left out: JAX's BatchNorm keeps no count). Checked by shape. Tied
+        tensors (nanoGPT's lm_head.weight is transformer.wte.weight) are two names sent to one JAX path;
+        the weight-map check says where torch ties and JAX does not, or the reverse.
     layers: torch module name -> JAX module path, where they differ (same names need no entry).
-    inputs: the training script's input transform on each side, uint8 images (N, 28, 28) -> float32,
-        (N, 1, 28, 28) for torch and (N, 28, 28, 1) for JAX.
+    torch_inputs / jax_inputs: the training script's input transform on each side, from a batch of the
+        data's raw inputs to the model's arguments: one array (Fashion-MNIST's uint8 (N, 28, 28) images
+        -> float32 (N, 1, 28, 28) for torch, (N, 28, 28, 1) for JAX), or a tuple of them, passed as
+        positional arguments (nanoGPT's model(idx, targets)). Floating-point arrays are cast to each
+        check's precision; integer ones (token ids) are kept.
     to_jax_layout / to_torch_layout: how torch's activations map to JAX's (NCHW <-> NHWC by default).
     batch_size: the training script's batch (the checks' batches are this size).
     epochs, steps_per_epoch: the length of the training run the port reproduces. The schedule and
@@ -139,11 +144,20 @@ def normalize(mean: float, std: float, layout: str) -> Callable[[np.ndarray], np
     return transform
 
 
+def same_layout(a: np.ndarray) -> np.ndarray:
+    """Port.to_jax_layout / to_torch_layout for a model whose activations are laid out alike on both
+    sides (a transformer's (batch, time, features), and its attention weights (batch, heads, T, T),
+    which the default NCHW <-> NHWC would transpose)."""
+    return a
+
+
 def same_names(layers: dict[str, str]) -> dict[str, tuple[str, str]]:
     """The weight map of a port whose layers have the same names on both sides. layers: torch module
     name -> kind, one of "conv" (Conv2d -> kernel HWIO, and its bias), "linear" (Linear -> kernel
     (in, out), and its bias), "conv-no-bias" / "linear-no-bias" (bias=False), "batchnorm" (BatchNorm
-    weight/bias -> scale/bias, running_mean/var -> the batch_stats collection's mean/var). Nested
+    weight/bias -> scale/bias, running_mean/var -> the batch_stats collection's mean/var), "layernorm" /
+    "layernorm-no-bias" (LayerNorm weight/bias -> scale/bias), "embedding" (Embedding weight ->
+    embedding, (num, features) on both sides). Nested
     names (torchvision's "layer1.0.conv1") become nested paths ("params/layer1/0/conv1/kernel"), as
     NNX's nnx.List and Linen's submodules nest them."""
     weights = {}
@@ -154,11 +168,17 @@ def same_names(layers: dict[str, str]) -> dict[str, tuple[str, str]]:
                             f"{layer}.bias": (f"params/{path}/bias", "same"),
                             f"{layer}.running_mean": (f"batch_stats/{path}/mean", "same"),
                             f"{layer}.running_var": (f"batch_stats/{path}/var", "same")})
+        elif kind in ("layernorm", "layernorm-no-bias"):
+            weights[f"{layer}.weight"] = (f"params/{path}/scale", "same")
+            if kind == "layernorm":
+                weights[f"{layer}.bias"] = (f"params/{path}/bias", "same")
+        elif kind == "embedding":
+            weights[f"{layer}.weight"] = (f"params/{path}/embedding", "same")
         elif kind.removesuffix("-no-bias") in ("conv", "linear"):
             weights[f"{layer}.weight"] = (f"params/{path}/kernel", kind.removesuffix("-no-bias"))
             if not kind.endswith("-no-bias"):
                 weights[f"{layer}.bias"] = (f"params/{path}/bias", "same")
         else:
-            raise ValueError(f"{layer}: unknown kind {kind!r}; use conv, linear, conv-no-bias, linear-no-bias "
-                             "or batchnorm")
+            raise ValueError(f"{layer}: unknown kind {kind!r}; use conv, linear, conv-no-bias, linear-no-bias, "
+                             "batchnorm, layernorm, layernorm-no-bias or embedding")
     return weights

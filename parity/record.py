@@ -39,6 +39,8 @@ class Recorder:
         self.masks = masks
         self.outputs: dict[str, list[np.ndarray]] = defaultdict(list)
         self.order: list[tuple[str, int]] = []
+        self.unmasked: list[str] = []  # JAX dropout layers that found no torch mask of their name
+        self.rates: dict[str, float] = {}  # drop probability of the functional dropouts seen (no module to ask)
 
     def next_call(self, name: str) -> int:
         return len(self.outputs[name])

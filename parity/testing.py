@@ -13,9 +13,11 @@ def proof_tests(port: Port, sweep: Sweep | None = Sweep(), data=None) -> dict:
     first), then the accuracy over seeds (sweep None: not as a test, for a model too large to train
     in a test run; `python -m parity MODULE --accuracy` runs it).
 
-    The tests take a `real_data` fixture: this repository's conftest has one. Elsewhere give `data`:
-    a parity.Dataset, or "fashion-mnist" for the real Fashion-MNIST (skipped where it cannot be found),
-    and a `real_data` fixture comes with the tests."""
+    The tests take a `real_data` fixture: this repository's conftest has one (Fashion-MNIST). Elsewhere,
+    or for other data, give `data`: a parity.Dataset, a function that loads one (called once, when a
+    test first needs it; the tests are skipped where it raises FileNotFoundError or OSError, the data
+    not installed), or "fashion-mnist" for the real Fashion-MNIST (skipped where it cannot be found);
+    a `real_data` fixture comes with the tests."""
     proofs: dict[int, checks.Proof] = {}
 
     def proof(dataset):  # one per dataset object: its models and draws are shared by the checks
@@ -43,6 +45,11 @@ def _data_fixture(data):
 
     @pytest.fixture(scope="session")
     def real_data():
+        if callable(data):
+            try:
+                return data()
+            except OSError as e:  # FileNotFoundError included: the port's data is not installed here
+                pytest.skip(f"the port's data is not available: {e}")
         if data != "fashion-mnist":
             return data
         from parity import fashion_mnist

@@ -3,15 +3,94 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
+import math
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from parity.port import TorchSide
 from parity.record import Recorder
 
 ELEMENTWISE_DROPOUT = (torch.nn.Dropout,)
 CHANNEL_DROPOUT = (torch.nn.Dropout1d, torch.nn.Dropout2d, torch.nn.Dropout3d, torch.nn.AlphaDropout)
+
+
+def as_args(x, dtype) -> tuple:
+    """The model's positional arguments: each array a tensor, floating point ones in the model's dtype
+    (token ids stay integers)."""
+    arrays = x if isinstance(x, tuple) else (x,)
+    tensors = [torch.from_numpy(np.ascontiguousarray(a)) for a in arrays]
+    return tuple(t.to(dtype) if t.is_floating_point() else t for t in tensors)
+
+
+def to_numpy(out):
+    """A model's output as NumPy copies, nested as it is (tuples, lists, dicts; None kept)."""
+    if isinstance(out, torch.Tensor):
+        return out.detach().cpu().numpy().copy()
+    if isinstance(out, (tuple, list)):
+        return type(out)(to_numpy(o) for o in out)
+    if isinstance(out, dict):
+        return {k: to_numpy(v) for k, v in out.items()}
+    return out
+
+
+# The dropout inside F.scaled_dot_product_attention(dropout_p=p) is no module the kit can hook: in train
+# mode (p > 0, masks given) the kit computes that call by the formula torch documents for it (softmax of
+# q k^T * scale plus the causal or given mask, dropout on those weights, times v) with its own mask on
+# the weights, recorded under "<calling module>.scaled_dot_product_attention.dropout" (nanoGPT's flash
+# path: "transformer.h.0.attn.scaled_dot_product_attention.dropout"; Port.layers names the JAX dropout
+# that drops the same weights). What the injection hides is proven apart: check_dropout measures the
+# rate torch's own SDPA drops at and the JAX layer's, and a JAX dropout on a tensor of another shape
+# (the attention's output instead of its weights) is a split at that layer.
+SDPA_DROPOUT = "scaled_dot_product_attention.dropout"
+
+
+class _AttentionDropout(torch.overrides.TorchFunctionMode):
+    def __init__(self, recorder: Recorder, calling: list[str]):
+        super().__init__()
+        self.recorder, self.calling = recorder, calling
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is not F.scaled_dot_product_attention:
+            return func(*args, **kwargs)
+        bound = inspect.signature(_sdpa_reference).bind(*args, **kwargs)
+        name = ".".join([*self.calling[-1:], SDPA_DROPOUT])
+        self.recorder.rates[name] = float(bound.arguments.get("dropout_p", 0.0))  # the model's choice, per mode
+        if not self.recorder.rates[name]:
+            return func(*args, **kwargs)
+        return _sdpa_reference(*bound.args, **bound.kwargs, recorder=self.recorder, name=name)
+
+
+def _sdpa_reference(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
+                    enable_gqa=False, *, recorder: Recorder | None = None, name: str = SDPA_DROPOUT):
+    """F.scaled_dot_product_attention as its documentation writes it, dropout by the recorder's mask."""
+    L, S = query.size(-2), key.size(-2)
+    scale = 1 / math.sqrt(query.size(-1)) if scale is None else scale
+    bias = torch.zeros(L, S, dtype=query.dtype)
+    if is_causal:
+        bias = bias.masked_fill(~torch.ones(L, S, dtype=torch.bool).tril(diagonal=0), float("-inf"))
+    if attn_mask is not None:
+        bias = bias.masked_fill(~attn_mask, float("-inf")) if attn_mask.dtype == torch.bool else attn_mask + bias
+    if enable_gqa:
+        key = key.repeat_interleave(query.size(-3) // key.size(-3), -3)
+        value = value.repeat_interleave(query.size(-3) // value.size(-3), -3)
+    weights = torch.softmax(query @ key.transpose(-2, -1) * scale + bias, dim=-1)
+    mask = recorder.masks.draw((name, recorder.next_call(name)), tuple(weights.shape), dropout_p)
+    weights = weights * torch.from_numpy(mask).to(weights.dtype) * (1.0 / (1.0 - dropout_p))
+    recorder.record(name, weights.detach().cpu().numpy().copy())
+    return weights @ value
+
+
+def sdpa_dropout_probe(p: float, n: int) -> np.ndarray:
+    """torch's own F.scaled_dot_product_attention(dropout_p=p) on weights it makes uniform (q = k = 0,
+    over L keys) times v = the identity: each of about n outputs is one dropped, rescaled weight, times L."""
+    L = int(math.ceil(math.sqrt(n)))
+    q = torch.zeros(1, 1, L, 1)
+    out = F.scaled_dot_product_attention(q, q.clone(), torch.eye(L)[None, None], dropout_p=p)
+    return (out * L).reshape(-1).numpy()
 
 
 class TorchModel:
@@ -34,6 +113,15 @@ class TorchModel:
         return {k: v.detach().cpu().numpy().copy() for k, v in model.state_dict().items()}
 
     @staticmethod
+    def tied(model: torch.nn.Module) -> list[set[str]]:
+        """Groups of state_dict names that are one tensor (weight tying), by storage."""
+        groups: dict[tuple, set[str]] = {}
+        for name, tensor in model.state_dict(keep_vars=True).items():
+            if tensor.numel():  # empty tensors share no storage, whatever their pointer says
+                groups.setdefault((tensor.data_ptr(), tuple(tensor.shape), tensor.stride()), set()).add(name)
+        return [names for names in groups.values() if len(names) > 1]
+
+    @staticmethod
     def load(model: torch.nn.Module, values: dict[str, np.ndarray]) -> None:
         """Set these tensors (a subset of the state_dict is fine: e.g. no num_batches_tracked)."""
         own = model.state_dict()
@@ -43,13 +131,21 @@ class TorchModel:
 
     @contextlib.contextmanager
     def hooked(self, model: torch.nn.Module, recorder: Recorder | None):
-        """Within: every named submodule's output recorded, and dropout given the recorder's masks."""
+        """Within: every named submodule's output recorded, and dropout given the recorder's masks: each
+        torch.nn.Dropout's, and the dropout inside F.scaled_dot_product_attention (see SDPA_DROPOUT)."""
         if recorder is None:
             yield
             return
+        calling: list[str] = []  # the named modules whose forward is running, innermost last
+
+        def enter(name):
+            def push(module, inputs):
+                calling.append(name)
+            return push
 
         def hook(name):
             def record(module, inputs, output):
+                calling.pop()
                 if isinstance(module, ELEMENTWISE_DROPOUT) and module.training and module.p > 0 and recorder.masks:
                     x = inputs[0]
                     mask = recorder.masks.draw((name, recorder.next_call(name)), tuple(x.shape), module.p)
@@ -63,27 +159,36 @@ class TorchModel:
                 return output
             return record
 
-        handles = [m.register_forward_hook(hook(name)) for name, m in model.named_modules() if name]
+        modules = [(name, m) for name, m in model.named_modules() if name]
+        handles = [m.register_forward_pre_hook(enter(name)) for name, m in modules]
+        handles += [m.register_forward_hook(hook(name)) for name, m in modules]
+        mode = _AttentionDropout(recorder, calling) if recorder.masks else contextlib.nullcontext()
         try:
-            yield
+            with mode:
+                yield
         finally:
             for handle in handles:
                 handle.remove()
 
-    def run(self, model: torch.nn.Module, x: np.ndarray, train: bool, recorder: Recorder | None = None):
+    def forward(self, model: torch.nn.Module, x, train: bool, recorder: Recorder | None = None):
+        """The model's own output (a tensor, or a tuple of them: nanoGPT's (logits, loss)) on x, one
+        array or a tuple of arrays given to the model as its arguments (model(idx, targets))."""
         model.train(train)
-        with torch.no_grad(), self.hooked(model, recorder):
-            return model(torch.from_numpy(x).to(next(model.parameters()).dtype)).numpy()
+        with self.hooked(model, recorder):
+            return model(*as_args(x, next(model.parameters()).dtype))
+
+    def run(self, model: torch.nn.Module, x, train: bool, recorder: Recorder | None = None):
+        """The output as NumPy (the same nesting: a tuple stays a tuple), without gradients."""
+        with torch.no_grad():
+            return to_numpy(self.forward(model, x, train, recorder))
 
     def loss_and_grads(self, model, x: np.ndarray, y: np.ndarray, recorder: Recorder | None = None):
         """(loss, {parameter name: gradient}) in train mode."""
-        model.train()
         model.zero_grad(set_to_none=True)
-        with self.hooked(model, recorder):
-            out = model(torch.from_numpy(x).to(next(model.parameters()).dtype))
+        out = self.forward(model, x, True, recorder)
         loss = self.side.loss(out, torch.from_numpy(y).long())
         loss.backward()
-        grads = {n: (p.grad.numpy().copy() if p.grad is not None else np.zeros(tuple(p.shape), x.dtype))
+        grads = {n: (p.grad.numpy().copy() if p.grad is not None else np.zeros(tuple(p.shape), p.detach().numpy().dtype))
                  for n, p in model.named_parameters()}
         return float(loss.detach()), grads
 

@@ -39,10 +39,25 @@ def mapped(name: str) -> bool:
     return not name.endswith(SKIPPED)
 
 
-def map_problems(port: Port, torch_state: dict[str, np.ndarray], variables: dict) -> list[str]:
-    """Every way the weight map fails to cover both sides one to one, with matching shapes."""
+def map_problems(port: Port, torch_state: dict[str, np.ndarray], variables: dict,
+                 tied: list[set[str]] = ()) -> list[str]:
+    """Every way the weight map fails to cover both sides one to one, with matching shapes. tied: the
+    groups of torch names that are one tensor (nanoGPT's lm_head.weight and transformer.wte.weight):
+    each group goes to one JAX path, and two names go to one path only if torch ties them."""
     jax_flat = flat(variables)
     problems = []
+    for group in tied:
+        paths = {port.weights[n][0] for n in group if n in port.weights}
+        if len(paths) > 1:
+            problems.append(f"torch ties {' and '.join(sorted(group))} (one tensor); the weight map sends them to "
+                            f"{len(paths)} JAX tensors ({', '.join(sorted(paths))}): the JAX model does not tie them")
+    sharing: dict[str, list[str]] = {}
+    for name, (path, _) in port.weights.items():
+        sharing.setdefault(path, []).append(name)
+    for path, names in sharing.items():
+        if len(names) > 1 and not any(set(names) <= group for group in tied):
+            problems.append(f"the weight map sends {' and '.join(names)} to one JAX tensor, {path}, but torch does "
+                            "not tie them (two tensors there)")
     for name in sorted(n for n in torch_state if mapped(n) and n not in port.weights):
         problems.append(f"torch's {name} {tuple(torch_state[name].shape)} is not in the weight map")
     for name, (path, layout) in port.weights.items():
