@@ -10,7 +10,7 @@ This module is framework-neutral (it imports neither torch nor jax); parity.chec
 and parity.loop bring them in. docs/your-model.md is the walk-through.
 """
 
-from parity.port import (JaxSide, Port, TorchSide, nchw_to_nhwc, nhwc_to_nchw, normalize, same_layout,
-                         same_names)
+from parity.port import (JaxSide, Layout, Port, Split, TorchSide, nchw_to_nhwc, nhwc_to_nchw, normalize,
+                         same_layout, same_names)
 
-__all__ = ["JaxSide", "Port", "TorchSide", "nchw_to_nhwc", "nhwc_to_nchw", "normalize", "same_layout", "same_names"]
+__all__ = ["JaxSide", "Layout", "Port", "Split", "TorchSide", "nchw_to_nhwc", "nhwc_to_nchw", "normalize", "same_layout", "same_names"]

@@ -98,6 +98,59 @@ def as_args(x) -> tuple:
     return x if isinstance(x, tuple) else (x,)
 
 
+_DOT_PRODUCT_ATTENTION = jax.nn.dot_product_attention
+
+
+def _float64_attention(query, key, value, bias=None, mask=None, *, scale=None, is_causal=False,
+                       query_seq_lengths=None, key_value_seq_lengths=None, local_window_size=None,
+                       implementation=None, return_residual=False):
+    """jax.nn.dot_product_attention's documented computation, in the inputs' precision. JAX's own always
+    takes the softmax in float32 ("Softmax ... is always carried out in fp32", jax/_src/nn/functions.py):
+    in a float64 check a correct nnx.MultiHeadAttention port was 3.6e-9 off (issue #32). Arguments this
+    does not cover go to JAX's own."""
+    if query_seq_lengths is not None or key_value_seq_lengths is not None or local_window_size is not None \
+            or return_residual or query.dtype != jnp.float64:
+        return _DOT_PRODUCT_ATTENTION(query, key, value, bias, mask, scale=scale, is_causal=is_causal,
+                                      query_seq_lengths=query_seq_lengths, key_value_seq_lengths=key_value_seq_lengths,
+                                      local_window_size=local_window_size, implementation=implementation,
+                                      return_residual=return_residual)
+    unbatched = query.ndim == 3
+    if unbatched:
+        query, key, value = query[None], key[None], value[None]
+    heads, kv_heads = query.shape[-2], key.shape[-2]
+    if kv_heads != heads:  # grouped-query attention: each key/value head serves heads // kv_heads queries
+        key, value = jnp.repeat(key, heads // kv_heads, axis=-2), jnp.repeat(value, heads // kv_heads, axis=-2)
+    scale = 1.0 / jnp.sqrt(query.shape[-1]) if scale is None else scale
+    logits = jnp.einsum("BTNH,BSNH->BNTS", query, key) * scale
+    if bias is not None:
+        logits = logits + bias
+    keep = jnp.ones(logits.shape, bool)
+    if mask is not None:
+        keep = keep & mask
+    if is_causal:
+        keep = keep & jnp.tril(jnp.ones(logits.shape[-2:], bool))
+    logits = jnp.where(keep, logits, 0.7 * jnp.finfo(logits.dtype).min)  # JAX's own large negative
+    out = jnp.einsum("BNTS,BSNH->BTNH", jax.nn.softmax(logits, axis=-1), value)
+    return out[0] if unbatched else out
+
+
+@contextlib.contextmanager
+def float64_attention(enabled: bool):
+    """Within (if enabled): jax.nn.dot_product_attention computes float64 inputs in float64."""
+    if not enabled:
+        yield
+        return
+    jax.nn.dot_product_attention = _float64_attention
+    try:
+        yield
+    finally:
+        jax.nn.dot_product_attention = _DOT_PRODUCT_ATTENTION
+
+
+def _float64(variables: dict) -> bool:
+    return any(jnp.asarray(leaf).dtype == jnp.float64 for leaf in jax.tree.leaves(variables["params"]))
+
+
 def is_dropout(module) -> bool:
     return isinstance(module, (nnx.Dropout, linen.Dropout))
 
@@ -130,7 +183,7 @@ class JaxModel:
             stats = replace_values(stats, variables["batch_stats"], "JAX batch statistics")
         other = jax.tree.map(lambda a: a, other)  # fresh Variables, made in the current trace
         model = nnx.merge(graphdef, params, stats, other)
-        if any(jnp.asarray(leaf).dtype == jnp.float64 for leaf in jax.tree.leaves(variables["params"])):
+        if _float64(variables):
             # nnx.Embed fixes its computation dtype when it is built, to its parameters' (float32): with
             # the kit's float64 values it still looked up float32 (issue #32: nanoGPT's wte and wpe,
             # 3.7e-9 off in float64). A float64 check computes every such module in float64.
@@ -146,14 +199,15 @@ class JaxModel:
         if self.api == "nnx":
             model = self._nnx_model(rest, variables)
             model.train() if train else model.eval()
-            with _tapped(model, hook) if hook is not None else contextlib.nullcontext():
+            with _tapped(model, hook) if hook is not None else contextlib.nullcontext(), \
+                    float64_attention(_float64(variables)):
                 out = model(*as_args(x))
             stats = nnx.to_pure_dict(nnx.state(model, nnx.BatchStat)) if "batch_stats" in variables else None
             return out, stats
         module = rest
         mutable = ["batch_stats"] if train and "batch_stats" in variables else False
         context = linen.intercept_methods(_linen_interceptor(hook)) if hook else contextlib.nullcontext()
-        with context:
+        with context, float64_attention(_float64(variables)):
             mode = {self.side.train_kwarg: train} if self.side.train_kwarg else {}
             # A fixed dropout key: the kit's checks give dropout the masks they compare (parity.record).
             result = module.apply(variables, *as_args(x), **mode, rngs={"dropout": jax.random.key(0)}, mutable=mutable)
@@ -175,12 +229,53 @@ class JaxModel:
     def step(self, rest, variables: dict, tx, opt_state, x, y, hook: Hook | None = None):
         """One training step: (loss, new variables, new optimizer state), the optimizer's update on the
         params (nnx.Optimizer.update and TrainState.apply_gradients do the same: tx.update, apply)."""
+        if self.side.train_step is not None:
+            return self._own_step(rest, variables, tx, opt_state, x, y, hook)
         loss, grads, stats = self.loss_and_grads(rest, variables, x, y, hook)
         updates, opt_state = tx.update(grads, opt_state, variables["params"])
         new = {**variables, "params": optax.apply_updates(variables["params"], updates)}
         if stats is not None:
             new["batch_stats"] = stats
         return loss, new, opt_state
+
+
+    def _own_step(self, rest, variables: dict, tx, carried, x, y, hook: Hook | None):
+        """JaxSide.train_step, the port's own: (loss, new variables, what the next step carries on: the
+        NNX model and its nnx.Optimizer, or the Linen TrainState). Run with jit off (the step may be
+        jitted), so that the hook records values and gives dropout the kit's masks."""
+        with jax.disable_jit():
+            if self.api == "nnx":
+                model = carried.model if isinstance(carried, _OwnStep) else self._nnx_model(rest, variables)
+                model.train()
+                with _tapped(model, hook) if hook is not None else contextlib.nullcontext(), \
+                        float64_attention(_float64(variables)):
+                    if not isinstance(carried, _OwnStep):
+                        # built on the tapped model: its state has the structure the step's gradients have
+                        # (every step taps the same modules, so the structure stays)
+                        carried = _OwnStep(model, nnx.Optimizer(model, tx, wrt=nnx.Param))
+                    loss = self.side.train_step(model, carried.optimizer, x, y)
+                new = {"params": nnx.to_pure_dict(nnx.state(model, nnx.Param))}
+                if "batch_stats" in variables:
+                    new["batch_stats"] = nnx.to_pure_dict(nnx.state(model, nnx.BatchStat))
+                return loss, new, carried
+            if "batch_stats" in variables:
+                raise NotImplementedError("a Linen train_step with batch statistics: the kit builds a plain "
+                                          "TrainState (no batch_stats field); use the kit's step (train_step=None)")
+            from flax.training.train_state import TrainState
+
+            state = carried.state if isinstance(carried, _OwnStep) else TrainState.create(
+                apply_fn=rest.apply, params=variables["params"], tx=tx)
+            context = linen.intercept_methods(_linen_interceptor(hook)) if hook else contextlib.nullcontext()
+            with context, float64_attention(_float64(variables)):
+                state, loss = self.side.train_step(state, x, y)
+            return loss, {"params": state.params}, _OwnStep(state=state)
+
+
+class _OwnStep:
+    """What a port's own train step carries from one step to the next."""
+
+    def __init__(self, model=None, optimizer=None, state=None):
+        self.model, self.optimizer, self.state = model, optimizer, state
 
 
 def _linen_interceptor(hook: Hook):

@@ -53,15 +53,19 @@ def train_torch(port: Port, dataset: Dataset, seed: int, epochs: int, progress=N
         model.train()
         total, count = 0.0, 0
         for idx in train_batches(n, port.batch_size, seed, epoch):
-            x = as_args(port.torch_inputs(take(dataset.train_inputs, idx)), torch.float32)
+            raw = port.torch_inputs(take(dataset.train_inputs, idx))
+            x = as_args(raw, torch.float32)
             y = torch.from_numpy(dataset.train_labels[idx].astype(np.int64))
-            optimizer.zero_grad(set_to_none=True)
-            loss = side.loss(model(*x), y)
-            loss.backward()
-            side.optimizer_step(model, optimizer)
+            if side.step is not None:  # the script's own step
+                loss = side.step(model, optimizer, x if isinstance(raw, tuple) else x[0], y)
+            else:
+                optimizer.zero_grad(set_to_none=True)
+                loss = side.loss(model(*x), y)
+                loss.backward()
+                side.optimizer_step(model, optimizer)
             if scheduler is not None and side.scheduler_interval == "step":
                 scheduler.step()
-            total += float(loss.detach()) * len(idx)
+            total += float(loss) * len(idx)
             count += len(idx)
         if scheduler is not None and side.scheduler_interval == "epoch":
             scheduler.step()
@@ -143,11 +147,40 @@ def jax_programs(side, steps_per_epoch: int, seed: int):
     return (params, other, tx, *_PROGRAMS[key])
 
 
+def own_step(side, steps_per_epoch: int, seed: int, params, other):
+    """A step function like jax_programs' over the port's own JaxSide.train_step (NNX: on the model and
+    an nnx.Optimizer; Linen: on a TrainState), carrying its objects in opt_state."""
+    tx = side.optimizer(steps_per_epoch)
+    if side.api == "nnx":
+        graphdef = nnx.graphdef(side.model(seed))
+        model = nnx.merge(graphdef, params, other)
+        carried = (model, nnx.Optimizer(model, tx, wrt=nnx.Param))
+
+        def step(params, other, carried, x, y):
+            model, optimizer = carried
+            model.train()
+            loss = side.train_step(model, optimizer, x, y)
+            _, params, other = nnx.split(model, nnx.Param, ...)
+            return params, other, carried, loss
+        return carried, step
+    from flax.training.train_state import TrainState
+
+    module, _ = side.model(seed)
+    state = TrainState.create(apply_fn=module.apply, params=params, tx=tx)
+
+    def step(params, other, state, x, y):
+        state, loss = side.train_step(state, x, y)
+        return state.params, other, state, loss
+    return state, step
+
+
 def train_jax(port: Port, dataset: Dataset, seed: int, epochs: int, progress=None) -> Result:
     start = time.perf_counter()
     n = len(dataset.train_labels)
     params, other, tx, step, evaluate = jax_programs(port.jax, -(-n // port.batch_size), seed)
     opt_state = tx.init(params)
+    if port.jax.train_step is not None:  # the port's own step, as its script trains
+        opt_state, step = own_step(port.jax, -(-n // port.batch_size), seed, params, other)
     losses = []
     for epoch in range(1, epochs + 1):
         total = jnp.zeros(())

@@ -13,8 +13,30 @@ from typing import Any, Callable
 import numpy as np
 
 # A weight map entry: the JAX side's path ("params/conv1/kernel", "batch_stats/bn1/mean") and how a
-# torch tensor becomes it: "conv" (OIHW -> HWIO), "linear" ((out, in) -> (in, out)), "same".
+# torch tensor becomes it: "conv" (OIHW -> HWIO), "linear" ((out, in) -> (in, out)), "same", or a Layout
+# of one's own; or a Split, one torch tensor held as several JAX tensors.
 LAYOUTS = ("conv", "linear", "same")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A layout of one's own: to_jax(torch's array) -> the JAX array, to_torch its inverse (NumPy). E.g.
+    a Linear's weight as Flax's LinearGeneral kernel (in, heads, head size):
+    Layout("heads", lambda w: w.T.reshape(E, H, D), lambda k: k.reshape(E, H * D).T)."""
+
+    name: str
+    to_jax: Callable[[np.ndarray], np.ndarray]
+    to_torch: Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Split:
+    """One torch tensor held as several JAX tensors: cut into len(parts) equal pieces along `axis` (in
+    torch's layout), each piece mapped by its (path, layout). nn.MultiheadAttention's in_proj_weight
+    (3E, E), q then k then v rows, as nnx.MultiHeadAttention's query, key and value kernels."""
+
+    parts: tuple
+    axis: int = 0
 
 
 def nchw_to_nhwc(a: np.ndarray) -> np.ndarray:
@@ -44,6 +66,11 @@ class TorchSide:
     # e.g. lambda model: torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0). Run wherever the kit
     # steps torch's optimizer (the optimizer check, the trajectories, the training loop).
     before_step: Callable[[Any], Any] | None = None
+    # The script's own training step, where the kit's (zero_grad, forward, loss, backward, before_step,
+    # step) is not it: step(model, optimizer, x, y) -> the batch's loss, x the model's input (a tensor, or
+    # a tuple of them as the model takes them), y the labels. The kit runs it in the trajectories and the
+    # training loop, its dropout masks given through the model's modules as before.
+    step: Callable[[Any, Any, Any, Any], Any] | None = None
 
     def make_scheduler(self, optimizer, steps_per_epoch: int):
         """The script's scheduler on this optimizer, told the steps per epoch where it takes them; None
@@ -82,6 +109,13 @@ class JaxSide:
     optimizer: Callable[[int], Any]
     schedule: Callable[[int], Callable[[Any], Any]] | None = None
     train_kwarg: str | None = "train"
+    # The port's own training step, which the trajectories then run instead of the kit's (loss, grad,
+    # tx.update, apply): for "nnx", train_step(model, optimizer, x, y) -> loss, optimizer an
+    # nnx.Optimizer(model, tx, wrt=nnx.Param) over the port's optax transformation, the model in train
+    # mode; for "linen", train_step(state, x, y) -> (state, loss), state a flax TrainState (apply_fn,
+    # params, tx, opt_state; the port's dropout keys are its own). It may be jitted: the kit runs it with
+    # jit off, so that it can record layers and give dropout its masks.
+    train_step: Callable[..., Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -120,9 +154,11 @@ class Port:
     to_torch_layout: Callable[[np.ndarray], np.ndarray] = nhwc_to_nchw
 
     def __post_init__(self):
-        bad = {name: layout for name, (_, layout) in self.weights.items() if layout not in LAYOUTS}
+        pairs = [(name, pair) for name, entry in self.weights.items()
+                 for pair in (entry.parts if isinstance(entry, Split) else (entry,))]
+        bad = {name: pair[1] for name, pair in pairs if not isinstance(pair[1], Layout) and pair[1] not in LAYOUTS}
         if bad:
-            raise ValueError(f"{self.name}: unknown layouts {bad}; use one of {LAYOUTS}")
+            raise ValueError(f"{self.name}: unknown layouts {bad}; use one of {LAYOUTS} or a parity.Layout")
         if self.jax.api not in ("nnx", "linen"):
             raise ValueError(f"{self.name}: JaxSide.api is {self.jax.api!r}; use 'nnx' or 'linen'")
         if self.torch.scheduler_interval not in ("epoch", "step"):

@@ -45,6 +45,7 @@ def to_numpy(out):
 # rate torch's own SDPA drops at and the JAX layer's, and a JAX dropout on a tensor of another shape
 # (the attention's output instead of its weights) is a split at that layer.
 SDPA_DROPOUT = "scaled_dot_product_attention.dropout"
+CLIP_EPS = 1e-6  # torch.nn.utils.clip_grad_norm_: max_norm / (total_norm + 1e-6)
 
 
 class _AttentionDropout(torch.overrides.TorchFunctionMode):
@@ -91,6 +92,29 @@ def sdpa_dropout_probe(p: float, n: int) -> np.ndarray:
     q = torch.zeros(1, 1, L, 1)
     out = F.scaled_dot_product_attention(q, q.clone(), torch.eye(L)[None, None], dropout_p=p)
     return (out * L).reshape(-1).numpy()
+
+
+def clip_slack(before: dict, eps_free: bool = False) -> float:
+    """before: {parameter: its gradient before clipping, float64}. Where every gradient now is that
+    times one factor below 1 (a global-norm clip), the relative slack torch's clip_grad_norm_ leaves a
+    port: 1e-6 / the norm (torch divides by norm + 1e-6, optax.clip_by_global_norm by the norm); 0
+    otherwise. eps_free: rescale the gradients to the clip without the 1e-6 (factor times 1 + slack)."""
+    pairs = [(p, g) for p, g in before.items() if p.grad is not None]
+    norm = float(torch.sqrt(sum((g * g).sum() for _, g in pairs))) if pairs else 0.0
+    if norm == 0:
+        return 0.0
+    factors = [float((p.grad.detach().to(torch.float64) * g).sum() / (g * g).sum()) for p, g in pairs
+               if (g * g).sum() > 0]
+    if not factors or factors[0] >= 1 or any(abs(f - factors[0]) > 1e-6 * factors[0] for f in factors):
+        return 0.0
+    if not all(torch.allclose(p.grad.to(torch.float64), g * factors[0], rtol=1e-6, atol=0) for p, g in pairs):
+        return 0.0
+    slack = CLIP_EPS / norm
+    if eps_free:
+        with torch.no_grad():
+            for p, _ in pairs:
+                p.grad.mul_(1 + slack)
+    return slack
 
 
 class TorchModel:
@@ -192,10 +216,55 @@ class TorchModel:
                  for n, p in model.named_parameters()}
         return float(loss.detach()), grads
 
-    def step(self, model, optimizer, x: np.ndarray, y: np.ndarray, recorder: Recorder | None = None) -> float:
+    def optimizer_step(self, model, optimizer, eps_free: bool = False) -> float:
+        """The script's before_step (clipping), then optimizer.step(); returns the slack torch's
+        clip_grad_norm_ leaves a port: where before_step scaled every gradient by one factor below 1 (a
+        global-norm clip), torch divided by the norm plus 1e-6 (its documented formula) and a port may
+        divide by the norm alone (optax.clip_by_global_norm): 1e-6 / norm relative (0 where nothing was
+        clipped). eps_free: clip as such a port does (torch's factor times 1 + 1e-6 / norm), the kit's
+        measure of torch's own sensitivity to that choice."""
+        if self.side.before_step is None:
+            optimizer.step()
+            return 0.0
+        params = [p for p in model.parameters() if p.grad is not None]
+        before = {p: p.grad.detach().to(torch.float64).clone() for p in params}
+        self.side.before_step(model)
+        slack = clip_slack(before, eps_free)
+        optimizer.step()
+        return slack
+
+    def step(self, model, optimizer, x: np.ndarray, y: np.ndarray, recorder: Recorder | None = None,
+             eps_free: bool = False) -> float:
         """One training step, as a training script does it: zero_grad, forward, loss, backward, the
-        script's before_step (gradient clipping), step."""
+        script's before_step (gradient clipping), step; or the script's own step (TorchSide.step)."""
+        if self.side.step is not None:  # the script's own step (its clipping, scaler, autocast)
+            model.train()
+            args = as_args(x, next(model.parameters()).dtype)
+            # The gradients as backward left them (before the step's own clipping), so that a nudged run
+            # can clip as a port without torch's 1e-6 does (clip_slack) just before optimizer.step().
+            before: dict = {}
+            handles = [p.register_post_accumulate_grad_hook(
+                lambda p: before.__setitem__(p, p.grad.detach().to(torch.float64).clone()))
+                for p in model.parameters() if p.requires_grad] if eps_free else []
+            real_step = optimizer.step
+
+            def step(*args, **kwargs):
+                clip_slack(before, eps_free=True)
+                return real_step(*args, **kwargs)
+
+            if eps_free:
+                optimizer.step = step
+            try:
+                with self.hooked(model, recorder):
+                    loss = self.side.step(model, optimizer, args if isinstance(x, tuple) else args[0],
+                                          torch.from_numpy(y).long())
+            finally:
+                if eps_free:
+                    del optimizer.step  # the class's own again
+                for handle in handles:
+                    handle.remove()
+            return float(loss)
         optimizer.zero_grad(set_to_none=True)
         loss, _ = self.loss_and_grads(model, x, y, recorder)
-        self.side.optimizer_step(model, optimizer)
+        self.optimizer_step(model, optimizer, eps_free)
         return loss

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from parity.port import Port
+from parity.port import Layout, Port, Split
 
 TO_JAX = {"conv": lambda a: a.transpose(2, 3, 1, 0), "linear": lambda a: a.T, "same": lambda a: a}  # OIHW -> HWIO
 TO_TORCH = {"conv": lambda a: a.transpose(3, 2, 0, 1), "linear": lambda a: a.T, "same": lambda a: a}
@@ -39,6 +39,45 @@ def mapped(name: str) -> bool:
     return not name.endswith(SKIPPED)
 
 
+def parts(port: Port, name: str) -> tuple[list[tuple[str, object]], int | None]:
+    """(the (JAX path, layout) pairs torch's `name` is held as, the axis it is cut along: None where it
+    is one tensor, as most are; a Split's axis where it is several)."""
+    entry = port.weights[name]
+    return (list(entry.parts), entry.axis) if isinstance(entry, Split) else ([entry], None)
+
+
+def paths(port: Port, name: str) -> list[str]:
+    return [path for path, _ in parts(port, name)[0]]
+
+
+def collection(port: Port, name: str) -> str:
+    """The JAX collection torch's `name` lives in: "params" or "batch_stats"."""
+    return paths(port, name)[0].split("/")[0]
+
+
+def layout_name(layout) -> str:
+    return layout.name if isinstance(layout, Layout) else layout
+
+
+def _functions(layout):
+    return (layout.to_jax, layout.to_torch) if isinstance(layout, Layout) else (TO_JAX[layout], TO_TORCH[layout])
+
+
+def to_jax_values(port: Port, name: str, value: np.ndarray) -> dict[str, np.ndarray]:
+    """{JAX path: array} for one torch tensor."""
+    pairs, axis = parts(port, name)
+    value = np.asarray(value)
+    pieces = [value] if axis is None else np.split(value, len(pairs), axis=axis)
+    return {path: _functions(layout)[0](piece) for (path, layout), piece in zip(pairs, pieces)}
+
+
+def to_torch_value(port: Port, name: str, jax_flat: dict[str, np.ndarray]) -> np.ndarray:
+    """One torch tensor from the JAX tensors that hold it (flat paths), in torch's layout."""
+    pairs, axis = parts(port, name)
+    pieces = [_functions(layout)[1](np.asarray(jax_flat[path])) for path, layout in pairs]
+    return np.ascontiguousarray(pieces[0] if axis is None else np.concatenate(pieces, axis=axis))
+
+
 def map_problems(port: Port, torch_state: dict[str, np.ndarray], variables: dict,
                  tied: list[set[str]] = ()) -> list[str]:
     """Every way the weight map fails to cover both sides one to one, with matching shapes. tied: the
@@ -47,31 +86,38 @@ def map_problems(port: Port, torch_state: dict[str, np.ndarray], variables: dict
     jax_flat = flat(variables)
     problems = []
     for group in tied:
-        paths = {port.weights[n][0] for n in group if n in port.weights}
-        if len(paths) > 1:
+        targets = {tuple(paths(port, n)) for n in group if n in port.weights}
+        if len(targets) > 1:
+            where = ", ".join(sorted("+".join(t) for t in targets))
             problems.append(f"torch ties {' and '.join(sorted(group))} (one tensor); the weight map sends them to "
-                            f"{len(paths)} JAX tensors ({', '.join(sorted(paths))}): the JAX model does not tie them")
+                            f"{len(targets)} JAX tensors ({where}): the JAX model does not tie them")
     sharing: dict[str, list[str]] = {}
-    for name, (path, _) in port.weights.items():
-        sharing.setdefault(path, []).append(name)
+    for name in port.weights:
+        for path in paths(port, name):
+            sharing.setdefault(path, []).append(name)
     for path, names in sharing.items():
         if len(names) > 1 and not any(set(names) <= group for group in tied):
             problems.append(f"the weight map sends {' and '.join(names)} to one JAX tensor, {path}, but torch does "
                             "not tie them (two tensors there)")
     for name in sorted(n for n in torch_state if mapped(n) and n not in port.weights):
         problems.append(f"torch's {name} {tuple(torch_state[name].shape)} is not in the weight map")
-    for name, (path, layout) in port.weights.items():
+    for name in port.weights:
+        pairs, axis = parts(port, name)
         if name not in torch_state:
             problems.append(f"the weight map names torch's {name}, which the torch model does not have")
-        elif path not in jax_flat:
-            problems.append(f"the weight map sends {name} to {path}, which the JAX model does not have")
-        else:
-            shape = TO_JAX[layout](np.asarray(torch_state[name])).shape
-            if shape != jax_flat[path].shape:
-                problems.append(f"{name} {tuple(torch_state[name].shape)} as {layout} is {shape}, "
-                                f"but {path} is {jax_flat[path].shape}")
-    targets = {path for path, _ in port.weights.values()}
-    for path in sorted(set(jax_flat) - targets):
+            continue
+        value = np.asarray(torch_state[name])
+        if axis is not None and (value.ndim <= axis or value.shape[axis] % len(pairs)):
+            problems.append(f"{name} {value.shape} cannot be cut into {len(pairs)} equal parts along axis {axis}")
+            continue
+        for path, piece in zip(paths(port, name), to_jax_values(port, name, value).values()):
+            layout = layout_name(dict(pairs)[path])
+            if path not in jax_flat:
+                problems.append(f"the weight map sends {name} to {path}, which the JAX model does not have")
+            elif piece.shape != jax_flat[path].shape:
+                problems.append(f"{name} {value.shape}{' (a part)' if axis is not None else ''} as {layout} is "
+                                f"{piece.shape}, but {path} is {jax_flat[path].shape}")
+    for path in sorted(set(jax_flat) - set(sharing)):
         problems.append(f"JAX's {path} {jax_flat[path].shape} is not in the weight map")
     return problems
 
@@ -80,11 +126,11 @@ def torch_to_jax(port: Port, torch_state: dict[str, np.ndarray], dtype=None) -> 
     """JAX variables holding torch's values (every mapped tensor given, in the JAX layout: the
     parameters' gradients alone give a params collection alone)."""
     out = {}
-    for name, (path, layout) in port.weights.items():
+    for name in port.weights:
         if name not in torch_state:
             continue
-        a = TO_JAX[layout](np.asarray(torch_state[name]))
-        out[path] = np.ascontiguousarray(a if dtype is None else a.astype(dtype))
+        for path, a in to_jax_values(port, name, torch_state[name]).items():
+            out[path] = np.ascontiguousarray(a if dtype is None else a.astype(dtype))
     return nested(out)
 
 
@@ -92,5 +138,4 @@ def jax_to_torch(port: Port, variables: dict) -> dict[str, np.ndarray]:
     """torch's state_dict names and layouts for the JAX variables (the mapped tensors of the collections
     given: {"params": grads} gives the parameters' names only)."""
     jax_flat = flat(variables)
-    return {name: np.ascontiguousarray(TO_TORCH[layout](jax_flat[path]))
-            for name, (path, layout) in port.weights.items() if path.split("/")[0] in variables}
+    return {name: to_torch_value(port, name, jax_flat) for name in port.weights if collection(port, name) in variables}

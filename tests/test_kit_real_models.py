@@ -460,13 +460,15 @@ def clip_like_torch(max_norm: float) -> optax.GradientTransformation:
 @pytest.mark.realdata
 @pytest.mark.parametrize("name, jax_clip, verdict", [
     ("torch's formula", lambda: clip_like_torch(1.0), None),
-    ("optax.clip_by_global_norm: no 1e-6 in the denominator", lambda: optax.clip_by_global_norm(1.0), "optimizer"),
+    ("optax.clip_by_global_norm: no 1e-6 in the denominator", lambda: optax.clip_by_global_norm(1.0), None),
     ("per value (optax.clip)", lambda: optax.clip(1.0), "optimizer")])
 def test_gradient_clipping_is_compared(real_data, name, jax_clip, verdict):
     """The script's clip_grad_norm_(1.0) runs where the kit steps torch's optimizer (TorchSide.before_step).
-    Written with torch's formula the port passes; optax.clip_by_global_norm divides by the norm where
-    torch divides by norm + 1e-6 (4e-7 relative in a clipped step here: a real difference, named at step
-    1); clipping each value is another step altogether."""
+    Written with torch's formula the port passes, and so does optax.clip_by_global_norm, which divides by
+    the norm where torch divides by norm + 1e-6 (4e-7 relative in a clipped step here; issue #33 counts it
+    an equivalent rewrite: the kit allows 1e-6 / norm where torch clipped globally, and its nudged
+    trajectory clips without the 1e-6); clipping each value is another step altogether. [Before:
+    clip_by_global_norm failed optimizer at step 1.]"""
     port = small_port(torch_sgd, lambda spe: optax.chain(jax_clip(), sgd(0.1)))
     port = dataclasses.replace(port, torch=dataclasses.replace(port.torch, before_step=clip_global))
     failure = first_failure(Proof(port, real_data), ["optimizer", "trajectory_float64"])

@@ -16,7 +16,8 @@ Line by line against model.py and train.py:
 - F.cross_entropy(ignore_index=-1)     -> the mean over the targets that are not -1
 - configure_optimizers: AdamW, weight decay on tensors of 2 or more dimensions -> optax.adamw(mask=...)
   (decoupled in both: lr * wd * p)
-- clip_grad_norm_(1.0)                 -> clip_like_torch(1.0) below, ahead of adamw
+- clip_grad_norm_(1.0)                 -> optax.clip_by_global_norm(1.0), ahead of adamw (torch divides by the
+                                          norm + 1e-6, optax by the norm: the kit allows that 1e-6)
 - get_lr(it), set before each iteration -> the same function of optax's step count, in jnp
 """
 
@@ -136,21 +137,11 @@ def schedule(steps_per_epoch: int):
     return get_lr  # counted in iterations, as train.py counts them: no epochs
 
 
-def clip_like_torch(max_norm: float) -> optax.GradientTransformation:
-    """torch.nn.utils.clip_grad_norm_: every gradient times min(1, max_norm / (global norm + 1e-6))."""
-    def update(updates, state, params=None):
-        norm = optax.global_norm(updates)
-        factor = jnp.minimum(1.0, max_norm / (norm + 1e-6))
-        return jax.tree.map(lambda g: g * factor, updates), state
-
-    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
-
-
 def decay_mask(params):
     return jax.tree.map(lambda p: p.ndim >= 2, params)
 
 
 def optimizer(steps_per_epoch: int) -> optax.GradientTransformation:
-    return optax.chain(clip_like_torch(GRAD_CLIP),
+    return optax.chain(optax.clip_by_global_norm(GRAD_CLIP),
                        optax.adamw(schedule(steps_per_epoch), b1=BETA1, b2=BETA2, eps=1e-8,
                                    weight_decay=WEIGHT_DECAY, mask=decay_mask))
