@@ -65,7 +65,7 @@ def train_torch(port: Port, dataset: Dataset, seed: int, epochs: int, progress=N
                 side.optimizer_step(model, optimizer)
             if scheduler is not None and side.scheduler_interval == "step":
                 scheduler.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach() if isinstance(loss, torch.Tensor) else loss) * len(idx)
             count += len(idx)
         if scheduler is not None and side.scheduler_interval == "epoch":
             scheduler.step()

@@ -20,6 +20,11 @@ from tests.test_kit import linen_port
 TRAINING = ["trajectory_float64"]  # the float64 trajectory runs both steps; the other training checks reuse them
 
 
+def proof(port, dataset):
+    """One epoch of 4 steps: a wrong step parts at step 1, and the steps run eagerly (jit off) cost."""
+    return Proof(port, dataset, trajectory_epochs=1)
+
+
 @pytest.fixture(scope="module")
 def text():
     try:
@@ -63,11 +68,11 @@ def test_the_scripts_own_steps_are_run_and_a_wrong_one_named(text):
     """nanoGPT's own torch step and an nnx.jit train step pass the training checks; the same JAX step
     applying its update twice, or the torch step without its clipping, parts at step 1. [Before: the
     kit ran its own steps; with the dispatch to the port's removed, the double update passed.]"""
-    assert first_failure(Proof(own(), text), TRAINING) is None
-    failure = first_failure(Proof(own(jax_step=nnx_step(updates=2)), text), ["trajectory_float64"])
+    assert first_failure(proof(own(), text), TRAINING) is None
+    failure = first_failure(proof(own(jax_step=nnx_step(updates=2)), text), ["trajectory_float64"])
     assert failure is not None and "first split at step 1" in failure[1], failure
     no_clip = own(torch_step=lambda *a: train_py_step(*a, clip=False))
-    failure = first_failure(Proof(no_clip, text), ["trajectory_float64"])
+    failure = first_failure(proof(no_clip, text), ["trajectory_float64"])
     assert failure is not None and "first split at step 1" in failure[1], failure
 
 
@@ -89,7 +94,7 @@ def test_a_linen_train_step_over_a_train_state_is_run(real_data):
     given the kit's masks through the interceptor; two updates a step part at step 1."""
     port = linen_port()
     right = dataclasses.replace(port, jax=dataclasses.replace(port.jax, train_step=linen_step()))
-    assert first_failure(Proof(right, real_data), ["trajectory_float64"]) is None
+    assert first_failure(proof(right, real_data), ["trajectory_float64"]) is None
     wrong = dataclasses.replace(port, jax=dataclasses.replace(port.jax, train_step=linen_step(updates=2)))
-    failure = first_failure(Proof(wrong, real_data), ["trajectory_float64"])
+    failure = first_failure(proof(wrong, real_data), ["trajectory_float64"])
     assert failure is not None and "first split at step 1" in failure[1], failure
