@@ -52,9 +52,11 @@ bench: install
 	$(PY) -m benchmarks.process
 
 # The porting-bug catalogue: every known bug of parity/bugs.py planted in a copy of the repository, its
-# model's proof run on it; writes docs/catalogue.md (recall, false alarms, a row per bug). About 35 minutes.
+# model's proof run on it; writes docs/catalogue.md (the kit's recall and false alarms, and the whole
+# suite's, a row per bug). One model at a time: make catalogue CATALOGUE_ARGS="--model nanogpt --out F".
+CATALOGUE_ARGS ?=
 catalogue: install
-	$(PY) -m parity.catalogue
+	$(PY) -m parity.catalogue $(CATALOGUE_ARGS)
 
 clean:
 	rm -rf runs

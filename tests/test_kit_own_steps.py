@@ -9,13 +9,13 @@ from __future__ import annotations
 import dataclasses
 
 import jax
-import pytest
 import torch
 from flax import nnx
 
-from examples.nanogpt import data, test_proof, torch_model
+from examples.nanogpt import test_proof, torch_model
 from parity.checks import Proof, first_failure
 from tests.test_kit import linen_port
+from tests.test_kit_nanogpt import text  # noqa: F401 - the fortunes fixture
 
 TRAINING = ["trajectory_float64"]  # the float64 trajectory runs both steps; the other training checks reuse them
 
@@ -23,14 +23,6 @@ TRAINING = ["trajectory_float64"]  # the float64 trajectory runs both steps; the
 def proof(port, dataset):
     """One epoch of 4 steps: a wrong step parts at step 1, and the steps run eagerly (jit off) cost."""
     return Proof(port, dataset, trajectory_epochs=1)
-
-
-@pytest.fixture(scope="module")
-def text():
-    try:
-        return data.load(torch_model.CONFIG.block_size)
-    except OSError as e:
-        pytest.skip(f"fortunes not installed: {e}")
 
 
 def train_py_step(model, optimizer, x, y, clip=True):
