@@ -1,4 +1,4 @@
-"""The catalogue's entries: known porting bugs, each a small change to one of the three proven ports,
+"""The catalogue's entries: known porting bugs, each a small change to one of the five proven ports,
 and controls, changes that keep the port the same model. Used by parity.catalogue."""
 
 from __future__ import annotations
@@ -333,6 +333,15 @@ ENTRIES = [
           "        inverse = self.scale[...] * jax.lax.rsqrt(var + self.eps)\n"
           "        return x * inverse + (self.bias[...] - mean * inverse)",
           "the inference form of BatchNorm, used in training too", control=True),
+    Entry("torchvision's ReLUs out of place", "control", "resnet18", "examples/resnet18/torch_model.py",
+          "    return net\n",
+          "    for m in net.modules():\n"
+          "        if isinstance(m, nn.ReLU):\n"
+          "            m.inplace = False\n"
+          "    return net\n",
+          "the same function, without overwriting its input: the torch side of the in-place pair (torchvision's "
+          "ReLU(inplace=True) overwrote the kit's recorded outputs, issue #32), so both forms must pass",
+          control=True),
     Entry("padding='SAME' for padding=1 (stride 1, 3x3)", "control", "bn_net", BN,
           "nnx.Conv(1, 32, (3, 3), padding=1,", 'nnx.Conv(1, 32, (3, 3), padding="SAME",',
           "at stride 1 with a 3x3 kernel, SAME pads one pixel on every side, as padding=1 does", control=True),
@@ -360,7 +369,7 @@ ENTRIES = [
           "a renamed intermediate and rsqrt for 1/sqrt", control=True),
 ]
 
-# Categories real ports report that none of the three models can show, and why (the table says so).
+# Categories real ports report that none of the five models can show, and why (the table says so).
 NOT_APPLICABLE = {
     "mixed precision (autocast, bfloat16 policies)": "no training script here runs under autocast; the kit runs a "
     "script's own autocast step but does not prove the precision policy apart (docs/your-model.md, Limits)",

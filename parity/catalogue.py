@@ -1,6 +1,6 @@
 """`python -m parity.catalogue` (`make catalogue`): how many real porting bugs the proof catches, measured.
 
-Every entry of parity.bugs (a known porting bug as a small change to one of the three proven ports, or
+Every entry of parity.bugs (a known porting bug as a small change to one of the five proven ports, or
 a control that keeps the port the same model) is applied to a temporary copy of the repository and its
 model's proof run there (parity.mutants); the working tree is never touched. Writes docs/catalogue.md,
 rewritten after every entry: the recall (bugs caught / bugs) and the false alarms (controls failed) at
@@ -83,8 +83,9 @@ def report(outcomes: list[Outcome], total: int, seconds: float) -> str:
         f"{column(outcomes, kit=False)}.", "",
         "Each bug is a small change to a port (never to a test): parity/bugs.py has its exact text and the "
         "reason it arises. The catalogue applies it to a temporary copy of the repository and runs the proof of "
-        "its model there, fastest checks first, stopping at the first failure: for mnist_net and bn_net the kit's "
-        "checks (`python -m parity examples.<model>.test_proof --accuracy`), for the convnet `pytest -x` over "
+        "its model there, fastest checks first, stopping at the first failure: for the four examples the kit's "
+        "checks (`python -m parity examples.<model>.test_proof --first-failure`, with `--accuracy` for mnist_net, "
+        "bn_net and nanogpt: ResNet-18's accuracy over seeds takes 40 minutes), for the convnet `pytest -x` over "
         "parity_tests in order of speed, then the kit's test alone. \"Caught by\" is the check or test that failed "
         "first, and the message is its own: where the two sides split; \"the kit\" is what the kit alone "
         "said, where it is not the same run.", "",
