@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from functools import partial
+from functools import lru_cache, partial
 
 import flax
 import jax
@@ -60,24 +60,34 @@ def create_train_state(config: TrainConfig, where: jax.Device | Placement) -> St
     a Linen TrainState, or with --api nnx the NNX model and nnx.Optimizer as an NnxTrainState."""
     placement = as_placement(where)
     variant = model_variant(config, placement.platform)
-    if config.api == "nnx":
-        init = partial(nnx_steps.create_train_state, variant=variant, kernel_size=config.kernel_size,
-                       init=config.init, lr=config.lr)
+    with jax.default_device(placement.local_device):
+        key = jax.random.key(config.seed)
+        init = init_program(config.api, variant, config.kernel_size, config.init, config.lr, placement.local_device)
+        state = init(key)
+    if config.init_weights:
+        state = with_params(state, torch_to_flax(load_weights(config.init_weights, config.kernel_size))["params"])
+    return placement.replicate(state)
+
+
+@lru_cache(maxsize=16)
+def init_program(api: str, variant: str, kernel_size: int, init_name: str, lr: float, device: jax.Device):
+    """The initial train state as one compiled program of the seed's key: one jit, since op by op init
+    compiled ~70 small XLA programs (7 s of a 25 s one-epoch run on a 2-core CPU). Kept per process for
+    every seed: a model built for many seeds (the kit's init check, 32 draws a side for the convnet's
+    10-value bias) compiled it each time, 2.3 s a draw on a 2-core CPU."""
+    if api == "nnx":
+        init = partial(nnx_steps.create_train_state, variant=variant, kernel_size=kernel_size, init=init_name, lr=lr)
     else:
-        model = build_model(variant, config.kernel_size, config.init)
-        tx = make_optimizer(config.lr)
+        model = build_model(variant, kernel_size, init_name)
+        tx = make_optimizer(lr)
 
         def init(key):
             params = model.init(key, jnp.zeros((1, 28, 28, 1), jnp.float32))["params"]
             return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
 
-    # One jit: op by op, init compiled ~70 small XLA programs (7 s of a 25 s one-epoch run on a 2-core CPU).
-    with jax.default_device(placement.local_device):
-        key = jax.random.key(config.seed)
-        state = compile_program(jax.jit(init), (key,), placement.platform)(key)
-    if config.init_weights:
-        state = with_params(state, torch_to_flax(load_weights(config.init_weights, config.kernel_size))["params"])
-    return placement.replicate(state)
+    with jax.default_device(device):
+        key = jax.random.key(0)  # only its shape and type: the program takes any seed's key
+        return compile_program(jax.jit(init), (key,), device.platform)
 
 
 def with_params(state: State, params: dict) -> State:
