@@ -78,6 +78,8 @@ TRAPS = {
     "attention dropout on the output, not the weights": (
         lambda mp: mp.setattr(jax_model.CausalSelfAttention, "__call__", attention(drop_output=True)),
         "forward_train", "not the same tensor"),
+    "truncated normal for torch's normal (timm's habit)": (  # KS alone passed it: p ~ 0.02
+        lambda mp: mp.setattr(jax_model, "normal", nnx.initializers.truncated_normal), "init", "spread p = "),
     "weight decay on every tensor (biases, LayerNorms)": (
         lambda mp: None, ("optimizer", adamw(mask=None)), "transformer.h.0.ln_1.weight: update"),
     "betas left at Optax's defaults": (lambda mp: None, ("optimizer", adamw(b2=0.999)), "step 1"),

@@ -261,6 +261,23 @@ def test_a_correct_per_batch_warmup_passes(real_data):
 
 
 @pytest.mark.realdata
+def test_a_float32_warmup_trains_as_torch_does(real_data):
+    """Issue #33's control (nanoGPT's get_lr as optax's join_schedules, float32): the schedule check
+    judges the rates to float32 rounding, then the float64 trajectory held torch's float64 rates
+    against JAX's float32 ones and split at step 1 (1.7e-11 on a 9.9e-6 update). Torch now steps at
+    the JAX schedule's rates there, so a float32 schedule passes and a wrong step still fails."""
+    scheduler = lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, warmup_lambda)  # noqa: E731
+    schedule = lambda spe: optax.linear_schedule(0.1 / 30, 0.1, 29)  # noqa: E731 - float32
+    port = small_port(torch_sgd, lambda spe: sgd(schedule(spe)), scheduler, "step", schedule,
+                      epochs=2, steps_per_epoch=4)
+    assert first_failure(Proof(port, real_data), ["schedule", "trajectory_float64", "float32_drift"]) is None
+    halved = small_port(torch_sgd, lambda spe: sgd(lambda c: schedule(spe)(c) / 2), scheduler, "step", schedule,
+                        epochs=2, steps_per_epoch=4)  # the declared schedule right, the step's rate not
+    failure = first_failure(Proof(halved, real_data), ["schedule", "trajectory_float64"])
+    assert failure is not None and failure[0] == "trajectory_float64" and "step 1" in failure[1], failure
+
+
+@pytest.mark.realdata
 def test_optax_float32_schedules_are_judged_to_float32_rounding(real_data):
     """Finding 8: optax's exponential_decay returns float32 even under x64; torch's float32 optimizer
     rounds the rate to float32 itself. A 1e-12 bound failed a correct port; a wrong rate still fails."""
