@@ -86,9 +86,10 @@ def report(outcomes: list[Outcome], total: int, seconds: float) -> str:
         "its model there, fastest checks first, stopping at the first failure: for the four examples the kit's "
         "checks (`python -m parity examples.<model>.test_proof --first-failure`, with `--accuracy` for mnist_net, "
         "bn_net and nanogpt: ResNet-18's accuracy over seeds takes 40 minutes), for the convnet `pytest -x` over "
-        "parity_tests in order of speed, then the kit's test alone. \"Caught by\" is the check or test that failed "
-        "first, and the message is its own: where the two sides split; \"the kit\" is what the kit alone "
-        "said, where it is not the same run.", "",
+        "parity_tests, the kit's test (test_kit_convnet.py) first, then the hand-written tests in order of speed: "
+        "the kit's verdict is its test's, the whole suite's the first failure of any. \"Caught by\" is the check "
+        "or test that failed first, and the message is its own: where the two sides split; \"the kit alone\" "
+        "says what the kit's test said, for the convnet.", "",
         "| # | bug | category | model | result | caught by | its message | the kit alone | s |",
         "|---:|---|---|---|---|---|---|---|---:|",
     ]

@@ -11,7 +11,7 @@ import pytest
 
 from parity.bugs import ENTRIES
 from parity.catalogue import report, verdict
-from parity.mutants import REPO, apply, parse, run
+from parity.mutants import REPO, apply, kit_failed, parse, run
 
 BY_NAME = {(e.model, e.name): e for e in ENTRIES}
 
@@ -43,6 +43,15 @@ def test_the_parser_reads_both_kinds_of_proof():
     assert parse("convnet", "..F\nFAILED parity_tests/test_x.py::test_y[a-b] - AssertionError: conv2: 0.3\n") == (
         "test_y[a-b]", "AssertionError: conv2: 0.3")
     assert parse("mnist_net", "ok cross_eval (1 s): x\nmnist_net: every check passed\n")[0] is None
+
+
+def test_one_convnet_run_gives_the_kit_its_own_verdict():
+    """The kit's test runs first in the convnet's proof, so its verdict comes from the same run: a
+    failure there is the kit's catch, one in a later file means the kit passed; a run that stopped
+    before any test (a crash, an import error) is no pass of the kit's."""
+    assert kit_failed("F\nFAILED parity_tests/test_kit_convnet.py::test_the_kit - Split: init: first split\n")
+    assert not kit_failed("..F\nFAILED parity_tests/test_init.py::test_kit_like[a] - AssertionError: x\n")
+    assert kit_failed("ImportError: no module named flax_impl\n")
 
 
 @pytest.mark.realdata

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from examples.resnet18 import jax_model, torch_model
 from parity import JaxSide, Port, TorchSide, same_names
-from parity.seeds import Sweep
 from parity.testing import proof_tests
 
 BLOCKS = {f"layer{i}.{b}.{m}": kind for i in range(1, 5) for b in range(2)
