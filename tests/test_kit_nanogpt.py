@@ -182,3 +182,25 @@ def _attention_dropout_at(rate):
         real(self, config, rngs)
         self.attn_dropout = nnx.Dropout(rate, rngs=rngs)
     return init
+
+
+def _join_schedules(steps_per_epoch):
+    """train.py's get_lr as optax writes it: join_schedules of linear_schedule and cosine_decay_schedule,
+    computed in float32 (the catalogue's control "nanoGPT's warmup and cosine as optax schedules")."""
+    lr, warmup = torch_model.LEARNING_RATE, torch_model.WARMUP_ITERS
+    return optax.join_schedules([optax.linear_schedule(lr / (warmup + 1), lr, warmup),
+                                 optax.cosine_decay_schedule(lr, torch_model.LR_DECAY_ITERS - warmup,
+                                                             torch_model.MIN_LR / lr)], [warmup])
+
+
+def test_get_lr_as_optax_float32_schedules_trains_as_torch_does(text, monkeypatch):
+    """A correct port of get_lr in optax's float32 schedules: XLA rounds its rate inside the jitted step
+    one float32 ulp of the peak apart from where the kit evaluates it alone (step 10 here), and
+    the float64 trajectory split there (5.79e-11 > 5.68e-11, 16x torch's own nudged divergence). Torch's
+    nudged run now moves its rates by that ulp too, so the port passes, and a step at other rates fails."""
+    monkeypatch.setattr(jax_model, "schedule", _join_schedules)  # the port's optimizer reads it when called
+    port = dataclasses.replace(PORT, jax=dataclasses.replace(PORT.jax, schedule=_join_schedules))
+    assert first_failure(Proof(port, text), ["schedule", "trajectory_float64"]) is None
+    monkeypatch.setattr(jax_model, "schedule", lambda spe: lambda c: _join_schedules(spe)(c) * (1 + 1e-4))
+    message = fails_at(port, text, "trajectory_float64")  # declared right, stepped 1e-4 off
+    assert "first split at step 1:" in message, message
