@@ -45,6 +45,7 @@ NEAR_TIE_BATCHES = 2  # more batches a float32 gradient split is asked on (check
 INIT_SAMPLES = 2000  # values per tensor the init check wants (more draws for small tensors)
 INIT_MAX_DRAWS = 32  # ... up to this many draws of the model: a 10-value bias gets 320 (KS vs half its bound: p ~ 2e-9)
 UNDECLARED_EPOCHS = 4  # the schedule's walk where a port does not declare its run's length
+NEAR_TIE_DRAWS = 4  # more nudged torch float32 runs where JAX leaves the first one's envelope (float32_drift)
 F32_SCHEDULE_ULPS = 4  # a float32 JAX schedule's error, in ulps of the run's peak rate (rate_tolerance)
 # Optimizer state: torch's names -> optax's, for the optimizers ports use most. Extend per port.
 OPTIMIZER_STATE = {"exp_avg": "mu", "exp_avg_sq": "nu", "square_avg": "e_g", "acc_delta": "e_x",
@@ -814,17 +815,17 @@ def _batches(proof: Proof):
     return [proof.batch(i) for i in range(proof.trajectory_epochs * proof.steps_per_epoch)]
 
 
-def trajectory(proof: Proof, dtype, nudge: float = 0.0, side: str = "both"):
-    """Both sides' own training steps from torch's seeded weights (optionally nudged by 1 +- nudge),
-    the same batches and masks, the torch scheduler stepped as the script steps it: per step the
-    loss, and every variable after the step (torch names, torch layout). Kept in proof.cache: the
-    float64 check, the float32 drift and the cross-evaluation share the runs (each is deterministic);
-    side "torch" reuses the torch half of a run of both."""
-    key = ("trajectory", np.dtype(dtype).name, nudge)
+def trajectory(proof: Proof, dtype, nudge: float = 0.0, side: str = "both", draw: int = 0):
+    """Both sides' own training steps from torch's seeded weights (optionally nudged by 1 +- nudge,
+    the signs drawn from `draw`), the same batches and masks, the torch scheduler stepped as the
+    script steps it: per step the loss, and every variable after the step (torch names, torch layout).
+    Kept in proof.cache: the float64 check, the float32 drift and the cross-evaluation share the runs
+    (each is deterministic); side "torch" reuses the torch half of a run of both."""
+    key = ("trajectory", np.dtype(dtype).name, nudge, draw)
     if side == "torch" and key + ("both",) in proof.cache:
         return proof.cache[key + ("both",)][0], []
     if key + (side,) not in proof.cache:
-        proof.cache[key + (side,)] = _trajectory(proof, dtype, nudge, side)
+        proof.cache[key + (side,)] = _trajectory(proof, dtype, nudge, side, draw)
     return proof.cache[key + (side,)]
 
 
@@ -857,10 +858,10 @@ def _torch_at_rate(optimizer, rate: float | None):
             group["lr"] = lr
 
 
-def _trajectory(proof: Proof, dtype, nudge: float, side: str):
+def _trajectory(proof: Proof, dtype, nudge: float, side: str, draw: int = 0):
     spe = proof.steps_per_epoch
     model = proof.torch.build(proof.seed, torch.float64 if dtype == np.float64 else torch.float32)
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(draw)
     if nudge:  # each weight by an ulp up or down at random (a uniform scale would vanish in a BatchNorm)
         with torch.no_grad():
             for p in model.parameters():
@@ -931,33 +932,59 @@ def check_trajectory_float64(proof: Proof) -> list[str]:
 
 def check_float32_drift(proof: Proof, factor: float = 8.0) -> list[str]:
     """The same steps in float32: JAX's departure from the float64 trajectory stays within `factor` times
-    torch's float32 drift, measured two ways and the larger taken: torch float32 against torch float64,
-    and torch against itself with its weights and inputs nudged by one float32 ulp. Over the whole
+    torch's float32 drift, measured two ways and the larger taken: torch float32 (plain and nudged)
+    against torch float64, and torch against itself with its weights and inputs nudged by one float32
+    ulp. Over the whole
     model's variables (relative L2) and the loss. Whole-model, not per tensor: a tensor whose values
     come from sums that cancel (a BatchNorm's bias) is 10% off in float32 on either side while the model
     is not; the float64 trajectory judges every tensor. Why both baselines (bn_net, measured): torch's
     float32 left the float64 path by 1.2e-5 at step 3 through a max-pool near-tie while the nudged torch
-    stayed within 1.2e-7 of it, taking the same turn."""
+    stayed within 1.2e-7 of it, taking the same turn.
+
+    Where JAX leaves that envelope, the split is asked again of NEAR_TIE_DRAWS more nudged torch runs
+    (other signs): float32 rounding sends a deep net down one of a few branches at a near-tie, by chance.
+    ResNet-18 at lr 0.1 (measured, AVX2 CPU): at step 2, five nudged runs of each side came out 1.7e-6,
+    7.2e-5 or 1.4e-4 from float64, torch's in all three places and JAX's in two, so one torch run against
+    one JAX run failed a correct port or passed it by the CPU it ran on. A port whose float32 is worse
+    than torch's is worse on every branch."""
     reference, _ = trajectory(proof, np.float64, side="torch")
     out_t, out_j = trajectory(proof, np.float32)
-    nudged, _ = trajectory(proof, np.float32, nudge=F32_ULP, side="torch")
+    nudged = [trajectory(proof, np.float32, nudge=F32_ULP, side="torch")[0]]
+    try:
+        return _float32_drift(proof, reference, out_t, out_j, nudged, factor)
+    except Split:
+        pass
+    nudged += [trajectory(proof, np.float32, nudge=F32_ULP, side="torch", draw=d)[0]
+               for d in range(1, NEAR_TIE_DRAWS + 1)]
+    lines = _float32_drift(proof, reference, out_t, out_j, nudged, factor)
+    return lines + [f"a near-tie: JAX's float32 left the envelope of torch's first nudged run and is within "
+                    f"that of {len(nudged)} (torch's float32 takes the same branches)"]
+
+
+def _float32_drift(proof: Proof, reference, out_t, out_j, nudged: list, factor: float) -> list[str]:
     names = list(proof.port.weights)
     envelope, loss_envelope = 4 * F32_ULP, 0.0
+    runs = f" over {len(nudged)} nudged runs" if len(nudged) > 1 else ""
     lines = []
-    for step, ((loss_r, ref), (loss_t, state_t), (loss_j, state_j), (loss_n, state_n)) in enumerate(
-            zip(reference, out_t, out_j, nudged), 1):
+    for step, ((loss_r, ref), (loss_t, state_t), (loss_j, state_j), *others) in enumerate(
+            zip(reference, out_t, out_j, *nudged), 1):
         r, t = joined(ref, names), joined(state_t, names)
-        envelope = max(envelope, rel_l2(r, t), rel_l2(t, joined(state_n, names)))
-        loss_envelope = max(loss_envelope, abs(loss_t - loss_r), abs(loss_t - loss_n), envelope * abs(loss_r))
+        envelope = max(envelope, rel_l2(r, t))
+        loss_envelope = max(loss_envelope, abs(loss_t - loss_r))
+        for loss_n, state_n in others:
+            n = joined(state_n, names)
+            envelope = max(envelope, rel_l2(t, n), rel_l2(r, n))
+            loss_envelope = max(loss_envelope, abs(loss_t - loss_n), abs(loss_n - loss_r))
+        loss_envelope = max(loss_envelope, envelope * abs(loss_r))
         drift, loss_gap = rel_l2(r, joined(state_j, names)), abs(loss_j - loss_r)
         if drift > factor * envelope or loss_gap > factor * loss_envelope:
             name = max(names, key=lambda n: float(np.linalg.norm(np.asarray(ref[n], np.float64) - state_j[n])))
             _, index, rv, jv = worst(ref[name], state_j[name])
             raise Split(f"float32 training: first split at step {step}: JAX float32 is {drift:.3g} from the float64 "
-                        f"trajectory (relative L2) where torch's float32 drift is {envelope:.3g} (bound {factor:g}x); "
-                        f"the loss {loss_gap:.3g} from float64 (torch's drift {loss_envelope:.3g}); furthest: {name} "
-                        f"at {list(index)}: float64 {rv!r}, JAX float32 {jv!r}")
-        lines.append(f"step {step}: JAX float32 {drift:.3g} from float64, torch's drift {envelope:.3g}; "
+                        f"trajectory (relative L2) where torch's float32 drift{runs} is {envelope:.3g} (bound "
+                        f"{factor:g}x); the loss {loss_gap:.3g} from float64 (torch's drift {loss_envelope:.3g}); "
+                        f"furthest: {name} at {list(index)}: float64 {rv!r}, JAX float32 {jv!r}")
+        lines.append(f"step {step}: JAX float32 {drift:.3g} from float64, torch's drift{runs} {envelope:.3g}; "
                      f"loss {loss_gap:.3g} (torch {loss_envelope:.3g})")
     return [lines[0], lines[-1]]
 
