@@ -333,6 +333,12 @@ ENTRIES = [
           "        inverse = self.scale[...] * jax.lax.rsqrt(var + self.eps)\n"
           "        return x * inverse + (self.bias[...] - mean * inverse)",
           "the inference form of BatchNorm, used in training too", control=True),
+    Entry("the warmup and cosine as optax schedules (float32)", "control", "resnet18", RESNET,
+          "    return rate\n",
+          "    return optax.join_schedules([optax.linear_schedule(LR / warmup, LR + LR / warmup, warmup),\n"
+          "                                 optax.cosine_decay_schedule(LR, total - warmup)], [warmup])\n",
+          "LambdaLR's per-batch factor (step + 1) / warmup, then the cosine, written with optax's join_schedules, "
+          "linear_schedule and cosine_decay_schedule, which compute in float32", control=True),
     Entry("torchvision's ReLUs out of place", "control", "resnet18", "examples/resnet18/torch_model.py",
           "    return net\n",
           "    for m in net.modules():\n"
