@@ -908,7 +908,8 @@ def check_trajectory_float64(proof: Proof) -> list[str]:
     boundaries, in float64: the loss of every step and every variable after it, within 1e-9, or, where
     training itself amplifies rounding more, within TRAJECTORY_FACTOR times torch's own float64
     sensitivity: torch against torch with its weights and inputs nudged by one float64 ulp (and where
-    the JAX schedule is float32, its rates by one float32 ulp of the peak rate). On the small examples that sensitivity stays ~1e-15 and the bound is 1e-9; ResNet-18 at lr 0.1, with
+    the JAX schedule is float32, its rates by one float32 ulp of the peak rate). On the small examples
+    that sensitivity stays ~1e-15 and the bound is 1e-9; ResNet-18 at lr 0.1, with
     layer4's BatchNorm over a 1x1 map of 16 samples, amplifies 1e-16 to ~1e-7 relative in 11 steps
     (measured), the same on either side."""
     out_t, out_j = trajectory(proof, np.float64)
@@ -934,8 +935,7 @@ def check_float32_drift(proof: Proof, factor: float = 8.0) -> list[str]:
     """The same steps in float32: JAX's departure from the float64 trajectory stays within `factor` times
     torch's float32 drift, measured two ways and the larger taken: torch float32 (plain and nudged)
     against torch float64, and torch against itself with its weights and inputs nudged by one float32
-    ulp. Over the whole
-    model's variables (relative L2) and the loss. Whole-model, not per tensor: a tensor whose values
+    ulp. Over the whole model's variables (relative L2) and the loss. Whole-model, not per tensor: a tensor whose values
     come from sums that cancel (a BatchNorm's bias) is 10% off in float32 on either side while the model
     is not; the float64 trajectory judges every tensor. Why both baselines (bn_net, measured): torch's
     float32 left the float64 path by 1.2e-5 at step 3 through a max-pool near-tie while the nudged torch
