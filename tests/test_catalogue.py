@@ -5,13 +5,14 @@ it, a control passes, and the working tree is never touched."""
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 
 import pytest
 
 from parity.bugs import ENTRIES
 from parity.catalogue import report, verdict
-from parity.mutants import REPO, apply, kit_failed, parse, run
+from parity.mutants import REPO, apply, kit_failed, parse, run, thread_limits
 
 BY_NAME = {(e.model, e.name): e for e in ENTRIES}
 
@@ -93,3 +94,43 @@ def test_the_report_states_the_kit_alone_and_the_whole_suite_apart():
     assert "1 of 2 bugs caught (50%)" in kit and "**1 missed unexplained**" in kit and "1 more bugs" in kit, kit
     assert "3 of 3 bugs caught (100%)" in suite and "0 of 1 controls" in suite, suite
     assert verdict(outcomes[0], kit=True) == "out of the kit's reach" and verdict(outcomes[1], kit=True) == "MISSED"
+
+
+def test_proofs_run_side_by_side_and_the_report_keeps_the_entries_order(tmp_path, monkeypatch):
+    """--jobs 2 (the default) runs two proofs at once, each kept to its share of the cores; the report lists the entries in the catalogue's
+    order whatever order their proofs finish in, and counts each once. The first entry's stand-in proof
+    is the slowest, so the others finish before it: only running them side by side lets that happen."""
+    import threading
+    import time
+
+    from parity import catalogue
+    from parity.mutants import Outcome
+
+    names = ["keep probability for drop probability", "dropout active in eval", "StepLR stepped per batch"]
+    entries = [next(e for e in ENTRIES if e.name == n) for n in names]
+    finished, running, most, caps = [], [0], [0], set()
+    lock = threading.Lock()
+
+    def stand_in(entry, accuracy, timeout, threads):
+        caps.add(threads)
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.6 if entry is entries[0] else 0.1)
+        with lock:
+            running[0] -= 1
+            finished.append(entry.name)
+        return Outcome(entry, "dropout", "first split at x", 0.1, "dropout", "first split at x")
+
+    monkeypatch.setattr(catalogue, "run", stand_in)
+    out = tmp_path / "catalogue.md"
+    assert catalogue.main([*(a for n in names for a in ("--only", n)), "--model", "mnist_net", "--out", str(out)]) == 0
+    assert most[0] == 2 and finished[0] != names[0], (most, finished)
+    assert caps == {max(1, (os.cpu_count() or 1) // 2)}, caps  # each proof its share of the cores
+    env = thread_limits(1, "--xla_dump_to=x")
+    assert env["OMP_NUM_THREADS"] == "1" and env["XLA_FLAGS"].startswith("--xla_dump_to=x "), env
+    rows = [line.split(" | ")[1] for line in out.read_text().splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert rows == names, rows
+    assert "3 of 3 bugs caught" in out.read_text() and "2 proofs at a time" in out.read_text()
+    with pytest.raises(SystemExit):
+        catalogue.main(["--only", names[0], "--jobs", "0", "--out", str(out)])
