@@ -243,9 +243,8 @@ ENTRIES = [
           "optax's count starts at 0 like iter_num; a port counts from 1"),
     Entry("ignore_index counted", "loss", "nanogpt", GPT,
           "return jnp.sum(jnp.where(counted, losses, 0.0)) / jnp.sum(counted)", "return losses.mean()",
-          "F.cross_entropy(ignore_index=-1) averages over the counted targets; a plain mean counts the -1s",
-          miss_explained="no target in this data is -1 (character-level text, every position a real next "
-          "character), so the two losses are the same function here; a port with padded batches would show it"),
+          "F.cross_entropy(ignore_index=-1) averages over the counted targets; a plain mean counts the -1s. "
+          "The text holds no -1 target, so the proof sees it only on the port's edge_batch (every 4th target -1)"),
     # ---------------------------------------------------------------- ResNet-18 (torchvision, as published)
     Entry("'SAME' padding on the stride-2 convs", "padding", "resnet18", RESNET,
           "strides=stride, padding=((pad, pad), (pad, pad)),", 'strides=stride, padding="SAME" if stride == 2 else ((pad, pad), (pad, pad)),',
@@ -325,6 +324,11 @@ ENTRIES = [
                        optax.masked(optax.add_decayed_weights(WEIGHT_DECAY), decay_mask),
                        optax.scale_by_learning_rate(schedule(steps_per_epoch)))""",
           "optax.adamw spelled out: it is this chain", control=True),
+    Entry("the ignored targets left out by jnp.mean(where=)", "control", "nanogpt", GPT,
+          "return jnp.sum(jnp.where(counted, losses, 0.0)) / jnp.sum(counted)",
+          "return jnp.mean(losses, where=counted)",
+          "ignore_index=-1's mean over the counted targets, as NumPy's masked mean; the check on the port's "
+          "edge_batch (every 4th target -1) must pass it", control=True),
     Entry("torch's padding as an int", "control", "resnet18", RESNET,
           "strides=stride, padding=((pad, pad), (pad, pad)),", "strides=stride, padding=pad,",
           "nnx.Conv's int padding pads every side by it", control=True),

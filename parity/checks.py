@@ -464,8 +464,10 @@ def check_running_statistics(proof: Proof, passes: int = 5, eval_passes: int = 2
 # ------------------------------------------------------------------------------------ loss, gradients
 
 
-def grads_pair(proof: Proof, dtype, batch: int = 0):
+def grads_pair(proof: Proof, dtype, batch: int = 0, edge: bool = False):
     images, labels = proof.batch(batch)
+    if edge:  # the port's own unusual batch, made from the real one (Port.edge_batch)
+        images, labels = proof.port.edge_batch(images, labels)
     xt, xj = proof.inputs(images, dtype)
     model, variables, rest = proof.pair(dtype)
     masks = Masks(batch)
@@ -487,13 +489,22 @@ def check_loss_and_gradients(proof: Proof) -> list[str]:
     A float32 split on one batch is asked again on NEAR_TIE_BATCHES more: a ReLU input within float32
     rounding of zero flips sign on one side and moves every gradient below it (issue #32: one input
     at 1.19e-6 in float64 moved ResNet-18's by 1e-3, on one batch of several), while a porting bug
-    parts on every batch. It splits where it parts on batch 0 and on another batch too."""
+    parts on every batch. It splits where it parts on batch 0 and on another batch too.
+
+    Where the port gives an edge_batch (targets padded with ignore_index), the float64 comparison runs
+    on it too, after batch 0's: a loss that counts what torch ignores splits there, at the loss."""
     (loss64, ref), (loss64_j, g64_j) = grads_pair(proof, np.float64)
     params = list(ref)[::-1]  # backward order: torch's parameters are registered in forward order
     floor = gradient_floor(ref)
     lines = first_split([("the loss", np.float64(loss64), np.float64(loss64_j), F64_RTOL * abs(loss64))]
                         + [(f"d loss / d {n}", ref[n], g64_j[n], F64_RTOL * floor[n]) for n in params],
                         "loss and gradients, float64, the same weights, batch and masks, backward order")
+    if proof.port.edge_batch is not None:
+        (loss_e, ref_e), (loss_e_j, g_e_j) = grads_pair(proof, np.float64, edge=True)
+        floor_e = gradient_floor(ref_e)
+        lines += first_split([("the loss", np.float64(loss_e), np.float64(loss_e_j), F64_RTOL * abs(loss_e))]
+                             + [(f"d loss / d {n}", ref_e[n], g_e_j[n], F64_RTOL * floor_e[n]) for n in params],
+                             "loss and gradients, float64, on the port's edge_batch of batch 0, backward order")
     try:
         return lines + _float32_gradients(proof, 0, loss64, ref, floor, params)
     except Split as first:

@@ -138,6 +138,11 @@ class Port:
         the optimizer's use of it are checked over the whole of it (a decay at epoch 6 is seen only
         by a walk that reaches epoch 6). steps_per_epoch None: the training data's batches
         (ceil(samples / batch_size)); epochs None: 4, and the checks say the run was not declared.
+    edge_batch: (raw inputs, labels) -> (raw inputs, labels): a real batch made into one that the
+        training script's loss must handle but the proof's data never holds (targets padded with
+        torch's ignore_index, masked positions). The loss and every gradient are then compared on it
+        too, in float64: nanoGPT's character windows hold no -1 target, so without it a port that
+        averages over the ignored targets passes.
     """
 
     name: str
@@ -152,6 +157,7 @@ class Port:
     steps_per_epoch: int | None = None
     to_jax_layout: Callable[[np.ndarray], np.ndarray] = nchw_to_nhwc
     to_torch_layout: Callable[[np.ndarray], np.ndarray] = nhwc_to_nchw
+    edge_batch: Callable[[Any, np.ndarray], tuple[Any, np.ndarray]] | None = None
 
     def __post_init__(self):
         pairs = [(name, pair) for name, entry in self.weights.items()

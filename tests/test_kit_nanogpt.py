@@ -90,7 +90,17 @@ TRAPS = {
         lambda mp: mp.setattr(jax_model, "get_lr", _warmup_from_zero), "schedule", "step 1"),
     "the cosine's floor forgotten (decays to 0)": (
         lambda mp: mp.setattr(jax_model, "MIN_LR", 0.0), "schedule", "step 102"),
+    # the text holds no -1 target: only the port's edge_batch (every 4th target -1) shows it [before it: passed]
+    "ignore_index counted (a plain mean)": (
+        lambda mp: mp.setattr(jax_model, "cross_entropy", _counting_cross_entropy), "loss_and_gradients",
+        "on the port's edge_batch of batch 0, backward order: first split at the loss"),
 }
+
+
+def _counting_cross_entropy(logits, targets):
+    """jax_model.cross_entropy with its mean over every position, the ignored (-1) ones too."""
+    counted = targets != -1
+    return optax.softmax_cross_entropy_with_integer_labels(logits, jnp.where(counted, targets, 0)).mean()
 
 
 def _layernorm(epsilon):
@@ -204,3 +214,15 @@ def test_get_lr_as_optax_float32_schedules_trains_as_torch_does(text, monkeypatc
     monkeypatch.setattr(jax_model, "schedule", lambda spe: lambda c: _join_schedules(spe)(c) * (1 + 1e-4))
     message = fails_at(port, text, "trajectory_float64")  # declared right, stepped 1e-4 off
     assert "first split at step 1:" in message, message
+
+
+def test_the_ignored_targets_left_out_another_way_pass_the_edge_batch(text, monkeypatch):
+    """The edge batch's equivalent rewrite: ignore_index=-1's mean over the counted targets written as
+    jnp.mean(losses, where=counted) agrees with torch on the padded batch too (the catalogue's control)."""
+    def masked_mean(logits, targets):
+        counted = targets != -1
+        losses = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.where(counted, targets, 0))
+        return jnp.mean(losses, where=counted)
+
+    monkeypatch.setattr(jax_model, "cross_entropy", masked_mean)
+    assert first_failure(Proof(PORT, text), ["loss_and_gradients"]) is None

@@ -42,6 +42,16 @@ def windows(tokens: np.ndarray, block_size: int) -> tuple[np.ndarray, np.ndarray
     return x, y
 
 
+def padded(batch, labels: np.ndarray):
+    """The batch with every 4th target -1, as a script that pads its sequences makes it: model.py's
+    cross-entropy ignores -1 (ignore_index=-1), and the proof's windows of real text hold none (the kit's
+    Port.edge_batch)."""
+    idx, targets = batch
+    targets = targets.copy()
+    targets.reshape(-1)[::4] = -1
+    return (idx, targets), targets
+
+
 def load(block_size: int, folder: Path = FORTUNES) -> Dataset:
     """The proof's data: inputs (idx, targets) as nanoGPT's model(idx, targets) takes them, labels the
     targets."""
