@@ -53,7 +53,8 @@ bench: install
 
 # The porting-bug catalogue: every known bug of parity/bugs.py planted in a copy of the repository, its
 # model's proof run on it; writes docs/catalogue.md (the kit's recall and false alarms, and the whole
-# suite's, a row per bug). One model at a time: make catalogue CATALOGUE_ARGS="--model nanogpt --out F".
+# suite's, a row per bug). Two proofs run side by side, a thread each (--jobs 1: one at a time, every
+# core). One model at a time: make catalogue CATALOGUE_ARGS="--model nanogpt --out F".
 CATALOGUE_ARGS ?=
 catalogue: install
 	$(PY) -m parity.catalogue $(CATALOGUE_ARGS)
