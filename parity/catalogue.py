@@ -160,9 +160,8 @@ def main(argv=None) -> int:
             outcome = done[i] = future.result()
             print(f"[{len(done)}/{len(entries)}] {outcome.entry.model}: {outcome.entry.name}: {verdict(outcome)}"
                   f"{' by ' + outcome.caught_by if outcome.caught_by else ''} ({outcome.seconds:.0f} s)", flush=True)
-            _replace(args.out, report([done[k] for k in sorted(done)], len(entries), time.perf_counter() - start,
-                                      args.jobs))
-    outcomes = [done[k] for k in sorted(done)]
+            outcomes = [done[k] for k in sorted(done)]
+            _replace(args.out, report(outcomes, len(entries), time.perf_counter() - start, args.jobs))
     print(f"wrote {args.out}")
     bad = [o for o in outcomes if {verdict(o), verdict(o, kit=True)} & {"MISSED", "FALSE ALARM"}]
     return 1 if bad else 0

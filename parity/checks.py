@@ -493,18 +493,11 @@ def check_loss_and_gradients(proof: Proof) -> list[str]:
 
     Where the port gives an edge_batch (targets padded with ignore_index), the float64 comparison runs
     on it too, after batch 0's: a loss that counts what torch ignores splits there, at the loss."""
-    (loss64, ref), (loss64_j, g64_j) = grads_pair(proof, np.float64)
-    params = list(ref)[::-1]  # backward order: torch's parameters are registered in forward order
-    floor = gradient_floor(ref)
-    lines = first_split([("the loss", np.float64(loss64), np.float64(loss64_j), F64_RTOL * abs(loss64))]
-                        + [(f"d loss / d {n}", ref[n], g64_j[n], F64_RTOL * floor[n]) for n in params],
-                        "loss and gradients, float64, the same weights, batch and masks, backward order")
+    lines, loss64, ref, floor, params = _float64_gradients(
+        proof, "loss and gradients, float64, the same weights, batch and masks, backward order")
     if proof.port.edge_batch is not None:
-        (loss_e, ref_e), (loss_e_j, g_e_j) = grads_pair(proof, np.float64, edge=True)
-        floor_e = gradient_floor(ref_e)
-        lines += first_split([("the loss", np.float64(loss_e), np.float64(loss_e_j), F64_RTOL * abs(loss_e))]
-                             + [(f"d loss / d {n}", ref_e[n], g_e_j[n], F64_RTOL * floor_e[n]) for n in params],
-                             "loss and gradients, float64, on the port's edge_batch of batch 0, backward order")
+        lines += _float64_gradients(
+            proof, "loss and gradients, float64, on the port's edge_batch of batch 0, backward order", edge=True)[0]
     try:
         return lines + _float32_gradients(proof, 0, loss64, ref, floor, params)
     except Split as first:
@@ -518,6 +511,17 @@ def check_loss_and_gradients(proof: Proof) -> list[str]:
                 raise Split(f"{first} (and on batch {batch} too: not a near-tie)") from None
         return lines + [f"float32 on batch 0 parted ({first}), a near-tie: batch "
                         f"{' and batch '.join(map(str, agreeing))} agree"]
+
+
+def _float64_gradients(proof: Proof, what: str, edge: bool = False):
+    """(lines, torch's loss, torch's gradients, their floors, the parameters in backward order): the loss,
+    then every gradient, torch against JAX in float64 on batch 0 (or the port's edge_batch of it)."""
+    (loss64, ref), (loss64_j, g64_j) = grads_pair(proof, np.float64, edge=edge)
+    params = list(ref)[::-1]  # backward order: torch's parameters are registered in forward order
+    floor = gradient_floor(ref)
+    lines = first_split([("the loss", np.float64(loss64), np.float64(loss64_j), F64_RTOL * abs(loss64))]
+                        + [(f"d loss / d {n}", ref[n], g64_j[n], F64_RTOL * floor[n]) for n in params], what)
+    return lines, loss64, ref, floor, params
 
 
 def gradient_floor(ref: dict) -> dict:

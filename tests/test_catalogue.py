@@ -97,9 +97,10 @@ def test_the_report_states_the_kit_alone_and_the_whole_suite_apart():
 
 
 def test_proofs_run_side_by_side_and_the_report_keeps_the_entries_order(tmp_path, monkeypatch):
-    """--jobs 2 (the default) runs two proofs at once, each kept to its share of the cores; the report lists the entries in the catalogue's
-    order whatever order their proofs finish in, and counts each once. The first entry's stand-in proof
-    is the slowest, so the others finish before it: only running them side by side lets that happen."""
+    """--jobs 2 (the default) runs two proofs at once, each kept to its share of the cores; the report
+    lists the entries in the catalogue's order whatever order their proofs finish in, and counts each
+    once. The first entry's stand-in proof is the slowest, so the others finish before it: only running
+    them side by side lets that happen."""
     import threading
     import time
 
