@@ -350,8 +350,8 @@ def perturbed_float32_gradients(monkeypatch, batches, layer="conv1.bias", by=1e-
 
     real = checks.grads_pair
 
-    def pair(proof, dtype, batch=0):
-        (loss_t, grads_t), (loss_j, grads_j) = real(proof, dtype, batch)
+    def pair(proof, dtype, batch=0, **options):  # options (edge=) passed on as the kit gives them
+        (loss_t, grads_t), (loss_j, grads_j) = real(proof, dtype, batch, **options)
         if dtype == np.float32 and batch in batches:
             grads_j = {**grads_j, layer: grads_j[layer] + by * np.abs(grads_j[layer]).max()}
         return (loss_t, grads_t), (loss_j, grads_j)
@@ -377,8 +377,8 @@ def test_a_float32_gradient_that_parts_on_every_batch_splits_in_backward_order_b
 
     real = checks.grads_pair
 
-    def also_fc(proof, dtype, batch=0):  # a second parted tensor nearer the loss: named first
-        (lt, gt), (lj, gj) = real(proof, dtype, batch)
+    def also_fc(proof, dtype, batch=0, **options):  # a second parted tensor nearer the loss: named first
+        (lt, gt), (lj, gj) = real(proof, dtype, batch, **options)
         if dtype == np.float32:
             gj = {**gj, "fc.bias": gj["fc.bias"] + 1e-2 * np.abs(gj["fc.bias"]).max()}
         return (lt, gt), (lj, gj)
