@@ -25,8 +25,11 @@ lock:
 	  .venv-lock/bin/python -m pip freeze --exclude-editable; } > constraints.txt
 	rm -rf .venv-lock
 
+# Two xdist workers, a file to each, each held to its share of the cores (conftest.py says why); the
+# slowest tests are listed at the end. TEST_WORKERS=1 runs in one process.
+TEST_WORKERS ?= 2
 test: install
-	$(PY) -m pytest
+	$(PY) -m pytest $(if $(filter 1,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup) --durations=15
 
 # The three trainers at the reference settings (torch, Flax Linen, Flax NNX), then one comparison.
 train: install
