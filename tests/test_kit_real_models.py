@@ -526,3 +526,45 @@ def test_a_float32_near_tie_is_judged_over_torchs_branches(real_data):
     assert lines[-1].startswith("a near-tie"), lines
     failure = first_failure(proof_with(1e-2), ["float32_drift"])
     assert failure is not None and "first split at step 2" in failure[1] and "over 5 nudged runs" in failure[1], failure
+
+
+def _runs64(moves: list[float], loss_moves: list[float], loss: float = 2.0) -> list:
+    """A float64 trajectory whose every variable is torch's (ones) moved by `moves` relative at each step,
+    and whose loss is torch's moved by `loss_moves`."""
+    return [(loss + dl, {name: np.full(4, 1.0 + d) for name in PORT.weights}) for d, dl in zip(moves, loss_moves)]
+
+
+@pytest.mark.realdata
+def test_the_float64_trajectory_reads_torchs_sensitivity_off_more_than_one_scalar_draw(real_data):
+    """ResNet-18's float64 trajectory failed the correct port on one CPU (Intel Xeon, 2 cores) and passed
+    on another: at step 10 JAX's loss was 1.87e-8 from torch's, and the one nudged torch run's loss only
+    5.4e-10 (bound 16x) while that run's whole state had moved as JAX's had. Here the runs are given: the
+    first nudged run's loss falls on torch's at step 3, its state moved 1e-9 as JAX's, and JAX's loss is
+    2e-8 off (1e-8 relative, beyond 1e-9): it passes. A tensor whose first nudged run happens to fall on
+    torch's is asked of more draws; a JAX tensor 1e-3 off fails against all of them."""
+    from parity.checks import F64_ULP, TRAJECTORY_DRAWS, check_trajectory_float64
+
+    torch_run = _runs64([0, 0, 0], [0, 0, 0])
+
+    def proof_with(jax_run, draws):
+        proof = Proof(PORT, real_data)
+        proof.cache[("trajectory", "float64", 0.0, 0, "both")] = (torch_run, jax_run)
+        for draw, run in enumerate(draws):
+            proof.cache[("trajectory", "float64", F64_ULP, draw, "torch")] = (run, [])
+        return proof
+
+    nudged = _runs64([1e-15, 1e-12, 1e-9], [1e-15, 1e-13, 0.0])  # the loss's own difference at step 3: 0
+    jax_run = _runs64([1e-15, 1e-12, 1e-9], [1e-15, 2e-13, 2e-8])
+    lines = check_trajectory_float64(proof_with(jax_run, [nudged] * TRAJECTORY_DRAWS))
+    assert lines[0].startswith("3 steps agree"), lines
+
+    fc_dips = [(loss, {**state, "fc.bias": np.ones(4)}) if step == 2 else (loss, state)
+               for step, (loss, state) in enumerate(nudged)]  # draw 0's fc.bias falls on torch's at step 3
+    lines = check_trajectory_float64(proof_with(jax_run, [fc_dips] + [nudged] * (TRAJECTORY_DRAWS - 1)))
+    assert lines[-1].startswith("JAX left the bounds of torch's first nudged run"), lines
+
+    wrong = [(loss, {**state, "fc.bias": state["fc.bias"] + 1e-3}) if step == 2 else (loss, state)
+             for step, (loss, state) in enumerate(jax_run)]
+    failure = first_failure(proof_with(wrong, [nudged] * TRAJECTORY_DRAWS), ["trajectory_float64"])
+    assert failure is not None and "first split at step 3: fc.bias" in failure[1], failure
+    assert f"over {TRAJECTORY_DRAWS} nudged runs" in failure[1], failure
