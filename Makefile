@@ -29,7 +29,7 @@ lock:
 # slowest tests are listed at the end. TEST_WORKERS=1 runs in one process.
 TEST_WORKERS ?= 2
 test: install
-	$(PY) -m pytest $(if $(filter 1,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup) --durations=15
+	$(PY) -m pytest $(if $(filter 1,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile) --durations=15
 
 # The three trainers at the reference settings (torch, Flax Linen, Flax NNX), then one comparison.
 train: install

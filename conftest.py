@@ -43,11 +43,37 @@ def real_data():
         pytest.skip(f"real Fashion-MNIST not available: {e}")
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
+
+# `make test` runs `pytest -n 2 --dist loadfile`: a file to a worker, so a file's module fixtures (a
+# trained run, a sweep) are made once. Two files share the one-epoch sweeps (a session fixture, ~7 minutes
+# at one thread): they go to one worker, as one unit of work. (Not xdist's loadgroup: it names a group by
+# rewriting the test's nodeid, which pytest 9 no longer lets it do; the sweeps then ran on both workers,
+# 428 s and 404 s.)
+SHARED_FIXTURES = {"parity_tests/test_cross_eval.py": "parity_tests/test_accuracy.py"}
+# The order work is handed out in (collection order, not xdist's most-tests-first): the slow-marked
+# files first (the sweeps alone are about a third of a worker's share), then the examples' proofs (1-4
+# minutes a file), parity_tests, and tests/'s many short files last, to fill the gaps: a unit this long
+# handed out last would leave the other worker idle for most of it.
+TESTPATHS_ORDER = ("examples/", "parity_tests/", "tests/")
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist's, called where it is installed
+def pytest_xdist_make_scheduler(config, log):
+    if config.getoption("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class LoadFileKeepingSharedFixtures(LoadScopeScheduling):  # as xdist's LoadFileScheduling, one mapping more
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return SHARED_FIXTURES.get(path, path)
+
+    config.option.loadscopereorder = False
+    return LoadFileKeepingSharedFixtures(config, log)
+
+
 def pytest_collection_modifyitems(config, items):
-    """One file, one xdist worker (pytest -n N --dist loadgroup): a file's module fixtures (a trained run,
-    a sweep) are then made once, not once per worker. A file that shares a session fixture with another
-    names a common group itself (parity_tests' one-epoch sweeps)."""
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # a worker's collection is the order work is handed out in
+        rank = {path: i for i, path in enumerate(TESTPATHS_ORDER)}
+        items.sort(key=lambda item: (item.get_closest_marker("slow") is None,
+                                     next((r for path, r in rank.items() if item.nodeid.startswith(path)), len(rank))))

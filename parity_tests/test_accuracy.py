@@ -22,7 +22,7 @@ from common.stats import welch
 from common.summary import summarize
 from parity_tests.conftest import ACCURACY_SEEDS
 
-pytestmark = [pytest.mark.realdata, pytest.mark.slow, pytest.mark.xdist_group("one_epoch_sweeps")]
+pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 
 MIN_MEAN_ACCURACY = 0.85  # the recipe reaches ~85.7% after one epoch, in both
 LEVEL = 0.99

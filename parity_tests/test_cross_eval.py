@@ -18,7 +18,7 @@ from torch_impl import train as torch_train
 from torch_impl import training as torch_training
 from torch_impl.model import Convnet as TorchConvnet
 
-pytestmark = [pytest.mark.realdata, pytest.mark.slow, pytest.mark.xdist_group("one_epoch_sweeps")]
+pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 
 # A prediction may flip only where the top two logits are tied to within float32 summation noise.
 FLOAT_ORDER_MARGIN = 1e-4
