@@ -13,10 +13,10 @@ import pytest
 # oversubscribed 2 cores and the suite took 2601 s against 1997 s in one process. Set before torch or JAX
 # is imported, so both read them, and the trainers the tests start inherit them.
 if os.environ.get("PYTEST_XDIST_WORKER"):
-    from parity.mutants import thread_limits
+    from parity.mutants import cores_each, thread_limits
 
-    _workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    os.environ.update(thread_limits(max(1, (os.cpu_count() or 1) // _workers), os.environ.get("XLA_FLAGS", "")))
+    os.environ.update(thread_limits(cores_each(int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))),
+                                    os.environ.get("XLA_FLAGS", "")))
 
 # flax_impl's CLI keeps JAX's compilation cache in the user's cache folder by default; tests use
 # one of their own (shared by the session's processes, so repeated programs load, not compile).
@@ -41,7 +41,6 @@ def real_data():
         if os.environ.get("CI"):  # CI installs the data: a missing file there is a failure, not a skip
             raise
         pytest.skip(f"real Fashion-MNIST not available: {e}")
-
 
 
 # `make test` runs `pytest -n 2 --dist loadfile`: a file to a worker, so a file's module fixtures (a
@@ -74,6 +73,6 @@ def pytest_xdist_make_scheduler(config, log):
 
 def pytest_collection_modifyitems(config, items):
     if os.environ.get("PYTEST_XDIST_WORKER"):  # a worker's collection is the order work is handed out in
-        rank = {path: i for i, path in enumerate(TESTPATHS_ORDER)}
         items.sort(key=lambda item: (item.get_closest_marker("slow") is None,
-                                     next((r for path, r in rank.items() if item.nodeid.startswith(path)), len(rank))))
+                                     next((rank for rank, path in enumerate(TESTPATHS_ORDER)
+                                           if item.nodeid.startswith(path)), len(TESTPATHS_ORDER))))

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from parity.bugs import ENTRIES, NOT_APPLICABLE
-from parity.mutants import MODELS, Entry, Outcome, run
+from parity.mutants import MODELS, Entry, Outcome, cores_each, run
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -148,7 +148,7 @@ def main(argv=None) -> int:
     if args.jobs < 1:
         parser.error(f"--jobs must be at least 1, not {args.jobs}")
     # Side by side, each proof gets its share of the cores (see parity.mutants.thread_limits).
-    threads = None if args.jobs == 1 else max(1, (os.cpu_count() or 1) // args.jobs)
+    threads = None if args.jobs == 1 else cores_each(args.jobs)
     start, done = time.perf_counter(), {}
     # Each proof is a process of its own in a copy of the repository, so N run side by side; threads only
     # wait on them. The report keeps the entries' order whatever order they finish in.

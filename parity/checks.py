@@ -874,7 +874,7 @@ def _torch_at_rate(optimizer, rate: float | None):
             group["lr"] = lr
 
 
-def _trajectory(proof: Proof, dtype, nudge: float, side: str, draw: int = 0):
+def _trajectory(proof: Proof, dtype, nudge: float, side: str, draw: int):
     spe = proof.steps_per_epoch
     model = proof.torch.build(proof.seed, torch.float64 if dtype == np.float64 else torch.float32)
     rng = np.random.default_rng(draw)
@@ -938,15 +938,22 @@ def check_trajectory_float64(proof: Proof) -> list[str]:
     TRAJECTORY_DRAWS nudged runs (other signs), each item bounded by the largest: a wrong port is wrong
     against every draw."""
     out_t, out_j = trajectory(proof, np.float64)
-    nudged = [trajectory(proof, np.float64, nudge=F64_ULP, side="torch")[0]]
+    return _over_nudged_draws(
+        lambda nudged: _trajectory_float64(proof, out_t, out_j, nudged),
+        lambda d: trajectory(proof, np.float64, nudge=F64_ULP, side="torch", draw=d)[0], TRAJECTORY_DRAWS,
+        "JAX left the bounds of torch's first nudged run and is within those of {runs}")
+
+
+def _over_nudged_draws(judge, nudged_run, draws: int, retried: str) -> list[str]:
+    """judge(nudged runs) against torch's first nudged run; where JAX leaves its bounds (Split), again
+    against `draws` of them, and the `retried` line says so. Costs nothing on a passing port."""
+    nudged = [nudged_run(0)]
     try:
-        return _trajectory_float64(proof, out_t, out_j, nudged)
+        return judge(nudged)
     except Split:
         pass
-    nudged += [trajectory(proof, np.float64, nudge=F64_ULP, side="torch", draw=d)[0]
-               for d in range(1, TRAJECTORY_DRAWS)]
-    return _trajectory_float64(proof, out_t, out_j, nudged) + [
-        f"JAX left the bounds of torch's first nudged run and is within those of {len(nudged)}"]
+    nudged += [nudged_run(d) for d in range(1, draws)]
+    return judge(nudged) + [retried.format(runs=len(nudged))]
 
 
 def _trajectory_float64(proof: Proof, out_t, out_j, nudged: list) -> list[str]:
@@ -990,16 +997,11 @@ def check_float32_drift(proof: Proof, factor: float = 8.0) -> list[str]:
     than torch's is worse on every branch."""
     reference, _ = trajectory(proof, np.float64, side="torch")
     out_t, out_j = trajectory(proof, np.float32)
-    nudged = [trajectory(proof, np.float32, nudge=F32_ULP, side="torch")[0]]
-    try:
-        return _float32_drift(proof, reference, out_t, out_j, nudged, factor)
-    except Split:
-        pass
-    nudged += [trajectory(proof, np.float32, nudge=F32_ULP, side="torch", draw=d)[0]
-               for d in range(1, NEAR_TIE_DRAWS + 1)]
-    lines = _float32_drift(proof, reference, out_t, out_j, nudged, factor)
-    return lines + [f"a near-tie: JAX's float32 left the envelope of torch's first nudged run and is within "
-                    f"that of {len(nudged)} (torch's float32 takes the same branches)"]
+    return _over_nudged_draws(
+        lambda nudged: _float32_drift(proof, reference, out_t, out_j, nudged, factor),
+        lambda d: trajectory(proof, np.float32, nudge=F32_ULP, side="torch", draw=d)[0], NEAR_TIE_DRAWS + 1,
+        "a near-tie: JAX's float32 left the envelope of torch's first nudged run and is within that of {runs} "
+        "(torch's float32 takes the same branches)")
 
 
 def _float32_drift(proof: Proof, reference, out_t, out_j, nudged: list, factor: float) -> list[str]:

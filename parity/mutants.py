@@ -126,6 +126,11 @@ def run(entry: Entry, accuracy: bool = True, timeout: float = 1200, threads: int
         return Outcome(entry, caught_by, message, time.perf_counter() - start, *kit)
 
 
+def cores_each(processes: int) -> int:
+    """Each of `processes` side by side gets this many of the machine's cores (at least one)."""
+    return max(1, (os.cpu_count() or 1) // processes)
+
+
 def thread_limits(threads: int, xla_flags: str = "") -> dict[str, str]:
     """Environment variables that keep a proof's torch (OpenMP) and XLA to `threads` CPU threads. Proofs run
     side by side need it: uncapped, two processes' thread pools oversubscribe the cores and their OpenMP

@@ -37,7 +37,8 @@ def test_two_workers_keep_the_shared_sweeps_together_slow_first_and_to_their_cor
     (tmp_path / "pyproject.toml").write_text('[tool.pytest.ini_options]\nmarkers = ["slow: slow"]\n')
     files = {"parity_tests/test_accuracy.py": ("pytestmark = pytest.mark.slow", 3, ", one_epoch_sweeps"),
              "parity_tests/test_cross_eval.py": ("pytestmark = pytest.mark.slow", 3, ", one_epoch_sweeps"),
-             **{f"tests/test_short_{i}.py": ("", 3, "") for i in range(4)},  # more tests than the proof: xdist would start them first
+             # more tests than the proof: xdist would start them first
+             **{f"tests/test_short_{i}.py": ("", 3, "") for i in range(4)},
              "examples/proof/test_proof.py": ("", 2, "")}
     for path, (mark, cases, fixture) in files.items():
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
