@@ -9,16 +9,17 @@
 # What matters most runs first, and a global deadline (DEADLINE seconds, default 470) cuts every
 # stage's timeout to the time left, so the call ends inside its limit with the most important answers:
 #   smoke          torch_impl trains one epoch on CUDA (issue #31 part 1), flax and NNX too
-#   graph          --cuda-graph on against off: several seeds, several epochs, Welch (part 2's decision)
-#   process        time to result, whole processes at 1 and 10 epochs, warm and cold cache (part 3)
-#   profile        cProfile of a warm 10-epoch flax run: where init and the per-epoch overhead go (part 3)
+#   seeds          vmapped against sequential seeds at 1 and 32, the vmapped step with its convolutions
+#                  as batched matmuls and as grouped ones, a vmapped conv2 alone both ways, the op
+#                  census of the vmapped step (part 5)
 #   deterministic  --deterministic: byte-identical metrics, its cost per trainer and per flax variant,
 #                  and the op census (benchmarks.hlo) of the step with and without it (part 6)
-#   seeds          vmapped against sequential seeds, a vmapped conv2 written two ways, the op census
-#                  of the vmapped step (part 5)
-#   nnx_loop       the NNX reader's loop ladder, with torch eager as the bar (part 4)
+#   process        time to result, whole processes at 1 and 10 epochs, warm and cold cache (part 3)
 #   correctness    no timings, so side by side: GPU parity tests (Linen and NNX), the kit's proofs
 #                  (examples/, parity_tests/test_kit_convnet.py) with JAX on the GPU
+#   profile        cProfile of a warm 10-epoch flax run: where init and the per-epoch overhead go (part 3)
+#   graph          --cuda-graph on against off: several seeds, several epochs, Welch (part 2's decision)
+#   nnx_loop       the NNX reader's loop ladder, with torch eager as the bar (part 4)
 # Every stage appends its report to $DEST/gpu_check.log as it ends (the log alone holds every
 # answer, so a call cut short still brings them back); the reports are also packed into
 # $DEST/gpu-check.tgz at the end. DEST is $OUT on the device tool (at most 8 files come back), else
@@ -31,7 +32,9 @@ set -uo pipefail
 export PYTHONPATH=. PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false
 PY=${PYTHON:-python3}
 DEST=${OUT:-runs/gpu-check}
-STAGES=${STAGES:-smoke graph process profile deterministic seeds nnx_loop correctness}
+# The order: what no lease has measured yet first (seeds, --deterministic's byte-identical runs, time to
+# result after its changes, the GPU correctness stages), then what 6437f49's lease settled (graph, nnx_loop).
+STAGES=${STAGES:-smoke seeds deterministic process correctness profile graph nnx_loop}
 DEADLINE=${DEADLINE:-470}
 TINY=${TINY:-}
 DEVICE=${DEVICE:-auto}  # trainers' --device; cpu for a trial
@@ -41,7 +44,7 @@ if [ -n "$TINY" ]; then  # a CPU trial: every stage, in seconds
     SEEDS_ARGS="--counts 1,2 --k 2 --reps 1 --rounds 1"; HLO_SEEDS=2; PROFILE_EPOCHS=2
 else
     RUN_ARGS=""; GRAPH_SEEDS=0-3; GRAPH_EPOCHS=3; PROCESS_EPOCHS=1,10; PROCESS_ARGS=()
-    LOOP_ARGS="--steps 512 --warmup 64 --rounds 1"; SEEDS_ARGS="--counts 1,8,32 --reps 2 --rounds 2"; HLO_SEEDS=32
+    LOOP_ARGS="--steps 512 --warmup 64 --rounds 1"; SEEDS_ARGS="--counts 1,32 --reps 2 --rounds 2"; HLO_SEEDS=32
     PROFILE_EPOCHS=10
 fi
 JAX_DEVICE=$([ "$DEVICE" = cpu ] && echo cpu || echo auto)
@@ -157,7 +160,9 @@ deterministic() {  # --deterministic: byte-identical metrics, its cost, and the 
 
 seeds() {  # N seeds vmapped against one after another; a vmapped conv two ways; the vmapped step's ops
     # shellcheck disable=SC2086
-    limited 150 "$PY" -m benchmarks.seeds --device "$JAX_DEVICE" $SEEDS_ARGS --formulations --out "$REPORTS/seeds" \
+    # 1 and 32 seeds (part 5's target): each vmapped form and the sequential step compile cold, ~16 s each
+    # for the custom-vjp model on an H200, which spent the 90 s stage of 6437f49's lease before any timing.
+    limited 180 "$PY" -m benchmarks.seeds --device "$JAX_DEVICE" $SEEDS_ARGS --formulations --out "$REPORTS/seeds" \
         > "$WORK/seeds.out" 2>&1 || echo "seeds benchmark failed or timed out: $(tail -n 2 "$WORK/seeds.out")"
     show "$REPORTS/seeds.md"
     for variant in idiomatic custom-vjp; do

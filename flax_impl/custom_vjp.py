@@ -39,6 +39,69 @@ def _xla_conv(x, kernel):
     return lax.conv_general_dilated(x, kernel, (1, 1), "VALID", dimension_numbers=_DIMS)
 
 
+# The backends whose seed sweeps (--sweep vmap) run these convolutions as batched matmuls, by measurement.
+# jax.vmap of a convolution whose kernel is batched too becomes one grouped convolution (feature_group_count
+# = seeds), which XLA:CPU runs off its fast path; as im2col patches times the kernel, the seeds are the
+# batch of one batched matmul. 2-core Intel Xeon (`python -m benchmarks.seeds --formulations`): conv2
+# forward and both gradients, 8 seeds, 44.8 ms per seed grouped against 12.7 ms as matmuls; the whole
+# vmapped step 19.6 against 15.2 ms per model-step. On a GPU it is unmeasured (benchmarks/gpu_check.sh's
+# seeds stage times both), so it keeps JAX's own rule there: a backend not named here does.
+SEEDS_AS_MATMULS = {"cpu": True}
+
+
+def _as_matmuls_when_seeds_vmapped(matmuls):
+    """The decorated convolution as written; under jax.vmap over both operands (each seed its own data and
+    its own kernel), on a backend of SEEDS_AS_MATMULS, `matmuls` of the stacked operands instead. A vmap
+    over one operand keeps JAX's own rule: the seeds go into the batch or the features of one ordinary
+    convolution."""
+    def decorate(plain):
+        conv = jax.custom_batching.custom_vmap(plain)
+
+        @conv.def_vmap
+        def rule(axis_size, in_batched, a, b):
+            own = jax.vmap(plain, in_axes=tuple(0 if batched else None for batched in in_batched))
+            branches = {platform: matmuls for platform, on in SEEDS_AS_MATMULS.items() if on}
+            if not all(in_batched) or not branches:
+                return own(a, b), True
+            return lax.platform_dependent(a, b, default=own, **branches), True
+
+        return conv
+    return decorate
+
+
+def _patches(x, kh, kw):
+    """(..., H, W, C) -> (..., Ho, Wo, kh*kw*C): each output pixel's taps, row-major, then channels (HWIO's order)."""
+    ho, wo = x.shape[-3] - kh + 1, x.shape[-2] - kw + 1
+    taps = jnp.stack([x[..., i : i + ho, j : j + wo, :] for i in range(kh) for j in range(kw)], axis=-2)
+    return taps.reshape(*taps.shape[:-2], -1)
+
+
+def _seeds_conv(xs, kernels):  # (S, N, H, W, C), (S, k, k, C, F) -> (S, N, Ho, Wo, F)
+    kh, kw, _, f = kernels.shape[1:]
+    return jnp.einsum("snhwp,spf->snhwf", _patches(xs, kh, kw), kernels.reshape(len(kernels), -1, f))
+
+
+def _seeds_input_grad(gs, kernels):  # (S, N, Ho, Wo, F), (S, k, k, C, F) -> (S, N, H, W, C)
+    """Each tap's share of the gradient (g times the kernel's transpose), added back where the tap read."""
+    s, kh, kw, c, f = kernels.shape
+    taps = jnp.einsum("snhwf,spf->snhwp", gs, kernels.reshape(s, -1, f)).reshape(*gs.shape[:-1], kh * kw, c)
+    pads = lambda i, j: ((0, 0), (0, 0), (i, kh - 1 - i), (j, kw - 1 - j), (0, 0))
+    return sum(jnp.pad(taps[..., i * kw + j, :], pads(i, j)) for i in range(kh) for j in range(kw))
+
+
+def _seeds_kernel_grad(xs, gs):  # (S, N, H, W, C), (S, N, Ho, Wo, F) -> (S, k, k, C, F)
+    (h, w, c), (ho, wo, f) = xs.shape[2:], gs.shape[2:]
+    kh, kw = h - ho + 1, w - wo + 1
+    return jnp.einsum("snhwp,snhwf->spf", _patches(xs, kh, kw), gs).reshape(len(xs), kh, kw, c, f)
+
+
+@_as_matmuls_when_seeds_vmapped(_seeds_conv)
+def _conv(x, kernel):
+    """The forward convolution of conv2 (and of any conv2d with more than one input channel)."""
+    return _xla_conv(x, kernel)
+
+
+@_as_matmuls_when_seeds_vmapped(_seeds_input_grad)
 def _conv_input_grad(g, kernel):
     """dL/dx of a 'VALID' convolution: g padded by k-1 on every side, convolved with the flipped kernel."""
     k = kernel.shape[0]
@@ -46,6 +109,7 @@ def _conv_input_grad(g, kernel):
     return _xla_conv(g, jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2))  # kernel (k, k, F, C)
 
 
+@_as_matmuls_when_seeds_vmapped(_seeds_kernel_grad)
 def _conv_kernel_grad(x, g):
     """dL/dkernel of a 'VALID' convolution: a convolution over the batch, the batch as the features.
 
@@ -72,7 +136,7 @@ def _conv2d_fwd(x, kernel, bias):
         weights = jnp.concatenate([kernel.reshape(k * k, f), bias[None]])  # (k*k + 1, F)
         y = (patches @ weights).reshape(n, h - k + 1, w - k + 1, f)
         return y, (x, kernel, patches)
-    return _xla_conv(x, kernel) + bias, (x, kernel, None)
+    return _conv(x, kernel) + bias, (x, kernel, None)
 
 
 @jax.custom_vjp

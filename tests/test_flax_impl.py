@@ -108,6 +108,36 @@ def test_the_custom_vjp_variant_is_reverse_mode_only():
         jax.jvp(lambda p: model.apply({"params": p}, jnp.zeros((1, 28, 28, 1))), (params,), (params,))
 
 
+@pytest.mark.parametrize("as_matmuls", [True, False], ids=["as-matmuls", "grouped"])
+def test_a_vmapped_seed_sweeps_convolutions_and_their_gradients_are_each_seeds_own(as_matmuls, monkeypatch):
+    """--sweep vmap's convolutions (flax_impl/custom_vjp.py), in either form a backend may use: batched
+    matmuls (the CPU's) or JAX's grouped convolution. Each seed's output and gradients, its data and its
+    kernel vmapped together or one of them shared, are those of the seed alone (float64, to rounding);
+    and the form is what the compiled step runs."""
+    from flax_impl import custom_vjp
+
+    monkeypatch.setitem(custom_vjp.SEEDS_AS_MATMULS, "cpu", as_matmuls)
+    jax.clear_caches()  # the form is chosen when a function is traced
+    rng = np.random.default_rng(0)
+    with jax.enable_x64(True):
+        xs, kernels = jnp.asarray(rng.normal(size=(3, 4, 9, 9, 5))), jnp.asarray(rng.normal(size=(3, 3, 3, 5, 6)))
+        biases, cotangents = jnp.asarray(rng.normal(size=(3, 6))), jnp.asarray(rng.normal(size=(3, 4, 7, 7, 6)))
+
+        def seed(x, kernel, bias, cotangent):  # output, and the gradients of <output, cotangent>
+            out, vjp = jax.vjp(custom_vjp.conv2d, x, kernel, bias)
+            return out, *vjp(cotangent)
+
+        for in_axes in [(0, 0, 0, 0), (0, None, None, 0), (None, 0, 0, 0)]:
+            args = [a if axis == 0 else a[0] for a, axis in zip((xs, kernels, biases, cotangents), in_axes)]
+            swept = jax.jit(jax.vmap(seed, in_axes=in_axes))
+            alone = [seed(*[a[i] if axis == 0 else a for a, axis in zip(args, in_axes)]) for i in range(3)]
+            for name, got, want in zip(["output", "dx", "dkernel", "dbias"], swept(*args), zip(*alone)):
+                want = np.stack(want)
+                assert np.abs(np.asarray(got) - want).max() <= 1e-13 * np.abs(want).max(), (name, in_axes)
+        compiled = jax.jit(jax.vmap(seed)).lower(xs, kernels, biases, cotangents).compile().as_text()
+    assert ("feature_group_count=3" in compiled) is not as_matmuls
+
+
 def test_flax_init_params_convert_to_torch_shapes():
     variables = Convnet(3).init(jax.random.key(1), jnp.zeros((1, 28, 28, 1)))
     sd = flax_to_torch(jax.device_get(variables))
