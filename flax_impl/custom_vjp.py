@@ -61,6 +61,8 @@ def _as_matmuls_when_seeds_vmapped(matmuls):
         def rule(axis_size, in_batched, a, b):
             own = jax.vmap(plain, in_axes=tuple(0 if batched else None for batched in in_batched))
             branches = {platform: matmuls for platform, on in SEEDS_AS_MATMULS.items() if on}
+            if axis_size == 1:  # one seed: its own convolution
+                return plain(*(x[0] if batched else x for x, batched in zip((a, b), in_batched)))[None], True
             if not all(in_batched) or not branches:
                 return own(a, b), True
             return lax.platform_dependent(a, b, default=own, **branches), True

@@ -127,13 +127,13 @@ def test_a_vmapped_seed_sweeps_convolutions_and_their_gradients_are_each_seeds_o
             out, vjp = jax.vjp(custom_vjp.conv2d, x, kernel, bias)
             return out, *vjp(cotangent)
 
-        for in_axes in [(0, 0, 0, 0), (0, None, None, 0), (None, 0, 0, 0)]:
-            args = [a if axis == 0 else a[0] for a, axis in zip((xs, kernels, biases, cotangents), in_axes)]
+        for count, in_axes in [(3, (0, 0, 0, 0)), (3, (0, None, None, 0)), (3, (None, 0, 0, 0)), (1, (0, 0, 0, 0))]:
+            args = [a[:count] if axis == 0 else a[0] for a, axis in zip((xs, kernels, biases, cotangents), in_axes)]
             swept = jax.jit(jax.vmap(seed, in_axes=in_axes))
-            alone = [seed(*[a[i] if axis == 0 else a for a, axis in zip(args, in_axes)]) for i in range(3)]
+            alone = [seed(*[a[i] if axis == 0 else a for a, axis in zip(args, in_axes)]) for i in range(count)]
             for name, got, want in zip(["output", "dx", "dkernel", "dbias"], swept(*args), zip(*alone)):
                 want = np.stack(want)
-                assert np.abs(np.asarray(got) - want).max() <= 1e-13 * np.abs(want).max(), (name, in_axes)
+                assert np.abs(np.asarray(got) - want).max() <= 1e-13 * np.abs(want).max(), (name, count, in_axes)
         compiled = jax.jit(jax.vmap(seed)).lower(xs, kernels, biases, cotangents).compile().as_text()
     assert ("feature_group_count=3" in compiled) is not as_matmuls
 
