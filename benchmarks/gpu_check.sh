@@ -12,8 +12,9 @@
 #   seeds          vmapped against sequential seeds at 1 and 32, the vmapped step with its convolutions
 #                  as batched matmuls and as grouped ones, a vmapped conv2 alone both ways, the op
 #                  census of the vmapped step (part 5)
-#   deterministic  --deterministic: byte-identical metrics, its cost per trainer and per flax variant,
-#                  and the op census (benchmarks.hlo) of the step with and without it (part 6)
+#   deterministic  --deterministic: which flax program gives other bits, in one process or across two
+#                  compilations (benchmarks.determinism); byte-identical metrics, its cost per trainer
+#                  and per flax variant; the op census of the step with and without it (part 6)
 #   process        time to result, whole processes at 1 and 10 epochs, warm and cold cache (part 3)
 #   correctness    no timings, so side by side: GPU parity tests (Linen and NNX), the kit's proofs
 #                  (examples/, parity_tests/test_kit_convnet.py) with JAX on the GPU
@@ -41,11 +42,11 @@ DEVICE=${DEVICE:-auto}  # trainers' --device; cpu for a trial
 if [ -n "$TINY" ]; then  # a CPU trial: every stage, in seconds
     RUN_ARGS="--train-size 640 --test-size 128"; GRAPH_SEEDS=0-1; GRAPH_EPOCHS=1; PROCESS_EPOCHS=1
     PROCESS_ARGS=(--trainer-args "--train-size 640 --test-size 128"); LOOP_ARGS="--steps 8 --warmup 2 --rounds 1"
-    SEEDS_ARGS="--counts 1,2 --k 2 --reps 1 --rounds 1"; HLO_SEEDS=2; PROFILE_EPOCHS=2
+    SEEDS_ARGS="--counts 1,2 --k 2 --reps 1 --rounds 1"; HLO_SEEDS=2; PROFILE_EPOCHS=2; DETERMINISM_ARGS="--k 2 --repeats 2"
 else
     RUN_ARGS=""; GRAPH_SEEDS=0-3; GRAPH_EPOCHS=3; PROCESS_EPOCHS=1,10; PROCESS_ARGS=()
     LOOP_ARGS="--steps 512 --warmup 64 --rounds 1"; SEEDS_ARGS="--counts 1,32 --reps 2 --rounds 2"; HLO_SEEDS=32
-    PROFILE_EPOCHS=10
+    PROFILE_EPOCHS=10; DETERMINISM_ARGS="--k 64 --repeats 3"
 fi
 JAX_DEVICE=$([ "$DEVICE" = cpu ] && echo cpu || echo auto)
 START=$(date +%s)
@@ -130,6 +131,16 @@ EOF
 }
 
 deterministic() {  # --deterministic: byte-identical metrics, its cost, and the operations that pay it
+    # Which program or piece gives other bits, in one process or across two compilations (6437f49's lease:
+    # flax's runs differed, cause not found); where only the compilations differ, again without autotuning.
+    limited 90 "$PY" -m benchmarks.determinism --device "$JAX_DEVICE" $DETERMINISM_ARGS \
+        --out "$REPORTS/determinism" > "$WORK/determinism.out" 2>&1 || tail -n 3 "$WORK/determinism.out"
+    show "$REPORTS/determinism.md"
+    if grep -q "^| compilation.*DIFFERS" "$REPORTS/determinism.md" 2>/dev/null; then
+        limited 90 "$PY" -m benchmarks.determinism --device "$JAX_DEVICE" $DETERMINISM_ARGS \
+            --xla-flags=--xla_gpu_autotune_level=0 --out "$REPORTS/determinism-no-autotune" > /dev/null 2>&1
+        show "$REPORTS/determinism-no-autotune.md"
+    fi
     for name in flax flax-idiomatic nnx torch; do
         local framework=flax flags=()
         case $name in

@@ -65,3 +65,33 @@ def test_a_resume_keeps_the_precision(framework, runs, tmp_path):
     msg = one_line_error(cli(framework, *TINY, "--epochs", "3", "--precision", "tf32", "--out-dir", str(out),
                              "--resume"))
     assert "precision (checkpoint 'highest', now 'tf32')" in msg
+
+
+def test_the_determinism_tool_names_the_first_output_that_differs():
+    """benchmarks.determinism's verdict: 'identical', or the first output whose bits differ, by its name."""
+    import numpy as np
+
+    from benchmarks.determinism import differences
+
+    a = {"params.conv1.kernel": np.ones((3, 3)), "params.conv2.kernel": np.ones(4, np.float32)}
+    same = {k: v.copy() for k, v in a.items()}
+    apart = {**same, "params.conv2.kernel": np.array([1, 1, 1 + 2**-23, 1], np.float32)}  # one ulp
+    assert differences([a, same, same]) == "identical (3 runs, 2 outputs)"
+    assert differences([a, same, apart]) == ("DIFFERS: params.conv2.kernel (run 1 against run 3: 1 of 4 values, "
+                                             "max |diff| 1.19e-07)")
+
+
+def test_the_determinism_tool_runs_every_question_on_a_cpu_and_finds_it_deterministic():
+    """Its run on a CPU (tiny settings): every program and piece asked, every answer identical, in the
+    process and across two compiling processes. On a GPU, benchmarks/gpu_check.sh's deterministic stage."""
+    import subprocess
+    import sys
+
+    from tests.test_layers import REPO
+
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.determinism", "--device", "cpu", "--k", "2",
+                           "--repeats", "2"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| run time") or line.startswith("| compil")]
+    assert len(rows) == 7 and all("| identical (2 runs" in row for row in rows), proc.stdout
+    assert "--xla_gpu_deterministic_ops=true" in proc.stdout
