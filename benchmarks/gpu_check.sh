@@ -16,6 +16,8 @@
 #                  compilations (benchmarks.determinism); byte-identical metrics, its cost per trainer
 #                  and per flax variant; the op census of the step with and without it (part 6)
 #   process        time to result, whole processes at 1 and 10 epochs, warm and cold cache (part 3)
+#   cold           a first run's compile time with XLA's GPU autotuning as it is, off, and without Triton
+#                  GEMMs, each on an empty cache: what the cold run's 16 s are (part 3)
 #   correctness    no timings, so side by side: GPU parity tests (Linen and NNX), the kit's proofs
 #                  (examples/, parity_tests/test_kit_convnet.py) with JAX on the GPU
 #   profile        cProfile of a warm 10-epoch flax run: where init and the per-epoch overhead go (part 3)
@@ -35,7 +37,7 @@ PY=${PYTHON:-python3}
 DEST=${OUT:-runs/gpu-check}
 # The order: what no lease has measured yet first (seeds, --deterministic's byte-identical runs, time to
 # result after its changes, the GPU correctness stages), then what 6437f49's lease settled (graph, nnx_loop).
-STAGES=${STAGES:-smoke seeds deterministic process correctness profile graph nnx_loop}
+STAGES=${STAGES:-smoke seeds deterministic process cold correctness profile graph nnx_loop}
 DEADLINE=${DEADLINE:-470}
 TINY=${TINY:-}
 DEVICE=${DEVICE:-auto}  # trainers' --device; cpu for a trial
@@ -99,6 +101,17 @@ graph() {  # torch's captured step against eager over seeds: does --cuda-graph c
     show "$REPORTS/graph-compare.md"
     for side in on off; do  # each sweep's whole-process phases: the epoch seconds the graph saves
         echo "graph-$side seconds per phase: $(tr -d ' \n' < "$WORK/graph-$side/timings.json" 2>/dev/null)"
+    done
+}
+
+cold() {  # a first run's compilation (part 3's cold run <= 8 s; 16.1 s for custom-vjp on 6437f49's lease):
+    # what XLA's GPU autotuning costs, each flax run with an empty cache of its own, 2 epochs (the second's
+    # seconds say whether the step got slower); on a CPU the flags change nothing
+    local i=0
+    for flags in "" "--xla_gpu_autotune_level=0" "--xla_gpu_enable_triton_gemm=false"; do
+        i=$((i + 1))
+        echo "cold-$i: XLA_FLAGS=${flags:-(none)}"
+        XLA_FLAGS="$flags" train "cold-$i" flax 60 --epochs 2 --compilation-cache "$WORK/cold-cache-$i"
     done
 }
 
