@@ -3,10 +3,11 @@
 The whole train state is a pytree, so `jax.vmap` turns flax_impl.steps' train step into one that
 trains N independent models at once (stacked states, each seed on its own batches). Whether that
 beats one seed after another depends on the backend, so both are here and `--sweep auto` picks:
-- CPU: one after another. Measured on a 2-core CPU (custom-vjp model, 4 seeds, 16-step scans):
-  vmapped 17.4 ms per model-step against 8.1 ms one after another; XLA:CPU runs the vmapped
-  convolutions (grouped convolutions) off its fast path. One after another reuses the single-seed
-  compiled step, so each seed's metrics are bit for bit those of its `--seed S` run.
+- CPU: one after another. Measured on a 2-core Intel Xeon (custom-vjp model, 8 seeds, 16-step
+  scans): vmapped 14.3 ms per model-step against 8.4 ms one after another, with the vmapped
+  convolutions as batched matmuls (flax_impl/custom_vjp.py; as grouped convolutions 21.8 ms). One
+  after another reuses the single-seed compiled step, so each seed's metrics are bit for bit those
+  of its `--seed S` run.
 - GPU, TPU: vmapped. Measured on one H200 (issue #16's prototype, 64-step scans): 0.148 ms per
   step for 1 model, 0.086 per model-step for 8, 0.068 for 32; benchmarks/seeds.py measures it here.
 """
