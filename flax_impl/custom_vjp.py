@@ -42,9 +42,9 @@ def _xla_conv(x, kernel):
 # The backends whose seed sweeps (--sweep vmap) run these convolutions as batched matmuls, by measurement.
 # jax.vmap of a convolution whose kernel is batched too becomes one grouped convolution (feature_group_count
 # = seeds), which XLA:CPU runs off its fast path; as im2col patches times the kernel, the seeds are the
-# batch of one batched matmul. 2-core Intel Xeon (`python -m benchmarks.seeds --formulations`): conv2
-# forward and both gradients, 8 seeds, 44.8 ms per seed grouped against 12.7 ms as matmuls; the whole
-# vmapped step 19.6 against 15.2 ms per model-step. On a GPU it is unmeasured (benchmarks/gpu_check.sh's
+# batch of one batched matmul. 2-core Intel Xeon (`python -m benchmarks.seeds --formulations`, 5 rounds):
+# conv2 forward and both gradients, 8 seeds, 46.1 ms per seed grouped against 14.4 ms as matmuls; the whole
+# vmapped step 21.8 against 14.3 ms per model-step (docs/sweeps.md). On a GPU it is unmeasured (benchmarks/gpu_check.sh's
 # seeds stage times both), so it keeps JAX's own rule there: a backend not named here does.
 SEEDS_AS_MATMULS = {"cpu": True}
 
