@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+SCAN = "a scan of {k} train steps"
 
 
 def differences(runs: list[dict[str, np.ndarray]]) -> str:
@@ -51,8 +52,9 @@ def outputs(tree) -> dict[str, np.ndarray]:
             for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
 
 
-def programs(variant: str, api: str, k: int, device: str):
-    """name -> a function of no arguments that runs one program on fixed inputs and returns its outputs."""
+def programs(variant: str, api: str, k: int, device: str, scan_only: bool = False):
+    """name -> a function of no arguments that runs one program on fixed inputs and returns its outputs;
+    scan_only: the scan alone (a compiling child process needs nothing else)."""
     import jax
     import jax.numpy as jnp
 
@@ -67,20 +69,20 @@ def programs(variant: str, api: str, k: int, device: str):
     config = TrainConfig("flax", api=api, variant=resolve_variant(variant, placement.platform))
     dataset = load_fashion_mnist().subset(64 * k, EVAL_BATCH_SIZE)
     x, y = training.device_arrays(dataset.train_images, dataset.train_labels, placement)
-    test_x, test_y = training.device_arrays(dataset.test_images, dataset.test_labels, placement, pad_to=EVAL_BATCH_SIZE)
     state = training.create_train_state(config, placement)
     idx = jnp.asarray(epoch_order(len(dataset.train_labels), 0, 1)[: 64 * k].reshape(k, 64).astype(np.int32))
     scan = training.compile_train_steps(state, x, y, (k, 64), placement)
+    # the scan donates its state: each run gets a fresh copy of the same numbers
+    run_scan = {SCAN.format(k=k): lambda: outputs(scan(jax.tree.map(jnp.copy, state), training.zero_totals(placement),
+                                                        x, y, idx))}
+    if scan_only:
+        return run_scan, placement.describe()
+    test_x, test_y = training.device_arrays(dataset.test_images, dataset.test_labels, placement, pad_to=EVAL_BATCH_SIZE)
     evaluate = training.compile_eval(state, test_x, test_y, placement)
     init = training.init_program(api, config.variant, config.kernel_size, config.init, config.lr,
                                  placement.local_device)
-    runs = {
-        "init": lambda: outputs(init(jax.random.key(0))),
-        # the scan donates its state: each run gets a fresh copy of the same numbers
-        f"a scan of {k} train steps": lambda: outputs(scan(jax.tree.map(jnp.copy, state),
-                                                           training.zero_totals(placement), x, y, idx)),
-        "evaluation": lambda: outputs(evaluate(state, test_x, test_y)),
-    }
+    runs = {"init": lambda: outputs(init(jax.random.key(0))), **run_scan,
+            "evaluation": lambda: outputs(evaluate(state, test_x, test_y))}
     if api == "linen":  # the pieces of one step, to name the operation that differs
         batch = steps.gather(x, y, idx[0])
 
@@ -103,8 +105,8 @@ def programs(variant: str, api: str, k: int, device: str):
 
 def child(args) -> int:
     """One fresh process: compile the scan and run it once; its outputs to args.child (.npz)."""
-    runs, _ = programs(args.variant, args.api, args.k, args.device)
-    np.savez(args.child, **next(fn for name, fn in runs.items() if name.startswith("a scan"))())
+    runs, _ = programs(args.variant, args.api, args.k, args.device, scan_only=True)
+    np.savez(args.child, **runs[SCAN.format(k=args.k)]())
     return 0
 
 
@@ -149,7 +151,7 @@ def main(argv=None) -> int:
             if proc.returncode != 0:
                 raise SystemExit(f"a compiling process failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
         loaded = [dict(np.load(f)) for f in files]
-    rows.append((f"compilation: a scan of {args.k} train steps, compiled in {args.processes} fresh processes",
+    rows.append((f"compilation: {SCAN.format(k=args.k)}, compiled in {args.processes} fresh processes",
                  differences(loaded)))
     flags = os.environ.get("XLA_FLAGS", "") or "none"
     lines = [f"## Bit-reproducibility of flax_impl's programs ({device}; --api {args.api}, --variant {args.variant}; "
