@@ -64,7 +64,7 @@ class Proof:
     seed: int = 0
     trajectory_epochs: int = 3  # the trajectories cross 2 epoch boundaries (schedules step there)
     steps_per_epoch: int = 4
-    cache: dict = field(default_factory=dict)  # the JAX side's draws by seed, and trajectories
+    cache: dict = field(default_factory=dict)  # the JAX side's draws by seed, trajectories, torch's layer calls
 
     def __post_init__(self):
         self.dataset = Dataset.of(self.dataset)
@@ -104,6 +104,22 @@ class Proof:
 
     def x64(self, dtype):
         return jax.enable_x64(dtype == np.float64)
+
+    def torch_layer(self, jax_name: str) -> str:
+        """The torch name of a JAX module path: Port.layers' entry, unless the torch forward never calls
+        that name and does call the JAX's own, which then matches it by name. nanoGPT's model.py drops
+        its attention's weights inside scaled_dot_product_attention where torch has it (the port's
+        Port.layers maps that to the JAX attn_dropout) and in its own attn_dropout where it has not: one
+        port, proven on either torch."""
+        torch_name = self.port.torch_layer(jax_name)
+        if torch_name == jax_name:
+            return jax_name
+        if "torch calls" not in self.cache:
+            used = Recorder(Masks(0))
+            self.torch.run(self.torch.build(self.seed), self.inputs(self.batch(0)[0], np.float32)[0], True, used)
+            self.cache["torch calls"] = {name for name, _ in used.order} | set(used.rates)
+        called = self.cache["torch calls"]
+        return jax_name if torch_name not in called and jax_name in called else torch_name
 
 
 def in_dtype(x, dtype):
@@ -145,15 +161,42 @@ def logits_of(out) -> np.ndarray:
 # ------------------------------------------------------------------------------------ structure
 
 
+def torch_constants(proof: Proof, model, state: dict[str, np.ndarray]) -> dict[str, tuple]:
+    """{name: shape} of torch's unmapped buffers that are constants of the architecture, not state: the
+    same in another seed's model and unchanged by a train-mode pass on a real batch (nanoGPT's causal
+    mask, the `bias` buffer model.py registers where torch has no scaled_dot_product_attention; a
+    sinusoidal position table). The JAX side may compute them instead of holding them: the forward
+    checks prove it did so alike. A buffer that training moves (running statistics, which start alike
+    for every seed) or that the seed draws is state, and must be mapped."""
+    parameters = {name for name, _ in model.named_parameters()}
+    unmapped = [n for n in state if mapped(n) and n not in proof.port.weights and n not in parameters]
+    if not unmapped:
+        return {}
+    other = proof.torch.state(proof.torch.build(proof.seed + 1))
+    same = [n for n in unmapped if np.array_equal(state[n], other[n])]
+    if same:
+        probe = proof.torch.build(proof.seed)
+        proof.torch.run(probe, proof.inputs(proof.batch(0)[0], np.float32)[0], True)
+        after = proof.torch.state(probe)
+        same = [n for n in same if np.array_equal(state[n], after[n])]
+    return {n: tuple(state[n].shape) for n in same}
+
+
 def check_weight_map(proof: Proof) -> list[str]:
-    """Every tensor of both sides is in the weight map, one to one, with matching shapes."""
+    """Every tensor of both sides is in the weight map, one to one, with matching shapes; torch's
+    constant buffers (torch_constants) need no JAX tensor."""
     model = proof.torch.build(proof.seed)
     variables, _ = proof.jax_init(proof.seed)
-    problems = map_problems(proof.port, proof.torch.state(model), variables, proof.torch.tied(model))
+    state = proof.torch.state(model)
+    constants = torch_constants(proof, model, state)
+    problems = map_problems(proof.port, {n: v for n, v in state.items() if n not in constants}, variables,
+                            proof.torch.tied(model))
     if problems:
         raise Split(f"{proof.port.name}: the weight map does not match the models ({len(problems)} problems): "
                     + cut(problems))
-    return [f"{len(proof.port.weights)} tensors mapped one to one"]
+    held = ["torch's constants, held by torch alone (the same for every seed, unchanged by training): "
+            + cut([f"{n} {shape}" for n, shape in constants.items()])] if constants else []
+    return [f"{len(proof.port.weights)} tensors mapped one to one", *held]
 
 
 def _layer(name: str) -> str:
@@ -243,7 +286,7 @@ def check_init(proof: Proof, seeds: int = 3, alpha: float = 1e-4) -> list[str]:
 def jax_hook(proof: Proof, recorder: Recorder):
     """The JAX side's recording hook: outputs by torch's layer names; dropout gets torch's masks."""
     def hook(name, call, module, args, kwargs):
-        name = proof.port.torch_layer(name)
+        name = proof.torch_layer(name)
         if is_dropout(module):
             x = args[0]
             probe = np.asarray(call(jnp.ones(x.shape, x.dtype), *args[1:], **kwargs))
@@ -401,7 +444,7 @@ def _probing_hook(proof: Proof, recorder: Recorder, probes: dict, n: int):
     def hook(name, call, module, args, kwargs):
         if is_dropout(module):
             probe = call(jnp.ones((n,), jnp.float32), *args[1:], **kwargs)
-            probes.setdefault(proof.port.torch_layer(name), []).append(np.asarray(probe))
+            probes.setdefault(proof.torch_layer(name), []).append(np.asarray(probe))
         return inner(name, call, module, args, kwargs)
 
     return hook

@@ -123,10 +123,12 @@ class Port:
     """Both sides, and how they correspond.
 
     weights: torch state_dict name -> (JAX path, layout) for every tensor either side holds (torch's
-        num_batches_tracked may be left out: JAX's BatchNorm keeps no count). Checked by shape. Tied
+        num_batches_tracked may be left out: JAX's BatchNorm keeps no count; so may a constant buffer,
+        the same for every seed and unchanged by training: parity.checks.torch_constants). Checked by shape. Tied
         tensors (nanoGPT's lm_head.weight is transformer.wte.weight) are two names sent to one JAX path;
         the weight-map check says where torch ties and JAX does not, or the reverse.
-    layers: torch module name -> JAX module path, where they differ (same names need no entry).
+    layers: torch module name -> JAX module path, where they differ (same names need no entry; an entry
+        whose torch name the torch forward never calls gives way to the same name: Proof.torch_layer).
     torch_inputs / jax_inputs: the training script's input transform on each side, from a batch of the
         data's raw inputs to the model's arguments: one array (Fashion-MNIST's uint8 (N, 28, 28) images
         -> float32 (N, 1, 28, 28) for torch, (N, 28, 28, 1) for JAX), or a tuple of them, passed as

@@ -13,10 +13,11 @@ import jax
 import jax.numpy as jnp
 import optax
 import pytest
+import torch
 from flax import nnx
 
 from examples.nanogpt import data, jax_model, test_proof, torch_model
-from parity.checks import Proof, check_dropout, first_failure
+from parity.checks import Proof, check_dropout, check_weight_map, first_failure
 from parity.torch_side import SDPA_DROPOUT
 
 PORT = test_proof.PORT
@@ -226,3 +227,59 @@ def test_the_ignored_targets_left_out_another_way_pass_the_edge_batch(text, monk
 
     monkeypatch.setattr(jax_model, "cross_entropy", masked_mean)
     assert first_failure(Proof(PORT, text), ["loss_and_gradients"]) is None
+
+
+def slow_attention_gpt(seed, extra=None):
+    """torch_model.model on a torch without F.scaled_dot_product_attention: model.py then builds its own
+    attention by hand (a causal mask in a `bias` buffer, the weights' dropout in attn_dropout), as it does
+    on torch < 2.0. extra(net): a change to the built model."""
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    del torch.nn.functional.scaled_dot_product_attention
+    try:
+        net = torch_model.model(seed)
+    finally:
+        torch.nn.functional.scaled_dot_product_attention = sdpa
+    if extra:
+        extra(net)
+    return net
+
+
+def with_torch_model(port, model):
+    return dataclasses.replace(port, torch=dataclasses.replace(port.torch, model=model))
+
+
+def _counted_calls(net):
+    """A buffer that training moves: how many train-mode calls the model has had."""
+    def count(module, args):
+        if module.training:
+            module.calls.add_(1)
+
+    net.register_buffer("calls", torch.zeros(()))
+    net.register_forward_pre_hook(count)
+
+
+def test_nanogpts_own_slow_attention_passes_the_port_written_for_sdpa(text, monkeypatch):
+    """The same port, proven against model.py's slow path (the catalogue's control "nanoGPT's own
+    attention by hand"): its `bias` buffer, the same for every seed and unchanged by training, is a
+    constant that the JAX side computes (jnp.tril) and need not map; Port.layers' SDPA dropout name, which
+    this forward never calls, gives way to the JAX attn_dropout's own name, which it does. A buffer that
+    the seed draws or that training moves is still state that must be mapped, and a JAX dropout on the
+    attention's output still splits. [Before: a false alarm at the weight map, "torch's
+    transformer.h.0.attn.bias (1, 1, 32, 32) is not in the weight map", then at the dropout check.]"""
+    slow = with_torch_model(PORT, slow_attention_gpt)
+    proof = Proof(slow, text)
+    assert first_failure(proof, ["weight_map", "dropout", "forward_train"]) is None
+    held = check_weight_map(proof)[-1]
+    assert held.startswith("torch's constants") and "transformer.h.1.attn.bias (1, 1, 32, 32)" in held, held
+    assert any(line.startswith("transformer.h.0.attn.attn_dropout (train): torch drops")
+               for line in check_dropout(proof))
+
+    drawn = with_torch_model(PORT, lambda seed: slow_attention_gpt(seed, lambda net: net.register_buffer(
+        "noise", torch.randn(3))))
+    assert "torch's noise (3,) is not in the weight map" in fails_at(drawn, text, "weight_map")
+    moved = with_torch_model(PORT, lambda seed: slow_attention_gpt(seed, _counted_calls))
+    assert "torch's calls () is not in the weight map" in fails_at(moved, text, "weight_map")
+
+    monkeypatch.setattr(jax_model.CausalSelfAttention, "__call__", attention(drop_output=True))
+    message = fails_at(slow, text, "forward_train")
+    assert "dropout at transformer.h.0.attn.attn_dropout" in message and "not the same tensor" in message, message
