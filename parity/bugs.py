@@ -352,6 +352,48 @@ ENTRIES = [
           "the same function, without overwriting its input: the torch side of the in-place pair (torchvision's "
           "ReLU(inplace=True) overwrote the kit's recorded outputs, issue #32), so both forms must pass",
           control=True),
+    Entry("torchvision's residual add out of place", "control", "resnet18", "examples/resnet18/torch_model.py",
+          "    return net\n",
+          "\n    def out_of_place(block, x):  # BasicBlock.forward, its module calls in the same order, `out + identity`\n"
+          "        out = block.bn2(block.conv2(block.relu(block.bn1(block.conv1(x)))))\n"
+          "        identity = x if block.downsample is None else block.downsample(x)\n"
+          "        return block.relu(out + identity)\n"
+          "\n"
+          "    for m in net.modules():\n"
+          "        if isinstance(m, torchvision.models.resnet.BasicBlock):\n"
+          "            m.forward = out_of_place.__get__(m)\n"
+          "    return net\n",
+          "torchvision's BasicBlock adds the shortcut in place (`out += identity`), overwriting bn2's output after "
+          "the kit recorded it (issue #32); the torch side of the in-place pair, so both forms must pass",
+          control=True),
+    Entry("the downsample as nnx.Sequential", "control", "resnet18", RESNET,
+          "self.downsample = nnx.List([conv(cin, cout, 1, stride, 0, rngs), BatchNorm(cout)])",
+          "self.downsample = nnx.Sequential(conv(cin, cout, 1, stride, 0, rngs), BatchNorm(cout))",
+          "torchvision's nn.Sequential(conv1x1, norm) as Flax's own container, called as one module; nnx.Sequential "
+          "keeps its modules in .layers, so the port's weight map names layer2.0.downsample.0 "
+          "layer2/0/downsample/layers/0 (the proof's Port, the porter's declaration, changes with it)",
+          control=True,
+          also=(("examples/resnet18/jax_model.py", "            for m in self.downsample:\n"
+                 "                identity = m(identity)\n", "            identity = self.downsample(identity)\n"),
+                ("examples/resnet18/test_proof.py",
+                 'weights=same_names({"conv1": "conv-no-bias", "bn1": "batchnorm", **BLOCKS, **DOWNSAMPLE, "fc": "linear"}),',
+                 'weights={**same_names({"conv1": "conv-no-bias", "bn1": "batchnorm", **BLOCKS, "fc": "linear"}),\n'
+                 '             **{name: (path.replace("/downsample/", "/downsample/layers/"), kind)\n'
+                 '                for name, (path, kind) in same_names(DOWNSAMPLE).items()}},\n'
+                 '    layers={d: d.replace(".downsample.", ".downsample.layers.") for d in DOWNSAMPLE},'))),
+    Entry("nanoGPT's own attention by hand (torch < 2.0)", "control", "nanogpt", "examples/nanogpt/torch_model.py",
+          "    torch.manual_seed(seed)\n    return GPT(CONFIG)\n",
+          "    torch.manual_seed(seed)\n"
+          "    sdpa = torch.nn.functional.scaled_dot_product_attention\n"
+          "    del torch.nn.functional.scaled_dot_product_attention  # model.py checks hasattr: its slow path\n"
+          "    try:\n"
+          "        return GPT(CONFIG)\n"
+          "    finally:\n"
+          "        torch.nn.functional.scaled_dot_product_attention = sdpa\n",
+          "the attention by hand on both sides: model.py's own path where torch has no scaled_dot_product_attention "
+          "(the causal mask a `bias` buffer in the state dict, attn_dropout an nn.Dropout on the weights); as "
+          "published, on torch >= 2.0, SDPA with its dropout inside",
+          control=True),
     Entry("padding='SAME' for padding=1 (stride 1, 3x3)", "control", "bn_net", BN,
           "nnx.Conv(1, 32, (3, 3), padding=1,", 'nnx.Conv(1, 32, (3, 3), padding="SAME",',
           "at stride 1 with a 3x3 kernel, SAME pads one pixel on every side, as padding=1 does", control=True),

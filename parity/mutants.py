@@ -48,6 +48,12 @@ class Entry:
     control: bool = False
     miss_explained: str = ""  # a bug no sound check can catch, and why (the proof is expected to pass)
     kit_unreachable: str = ""  # why the kit alone cannot see it (code the kit never runs), where that is so
+    # Further changes of the same entry, (file, old, new) each, applied after the first in order: a rewrite that
+    # spans places, e.g. a container that renames the JAX paths and the port's weight map that names them.
+    also: tuple[tuple[str, str, str], ...] = ()
+
+    def changes(self) -> list[tuple[str, str, str]]:
+        return [(self.file, self.old, self.new), *self.also]
 
 
 MODELS = ("convnet", "mnist_net", "bn_net", "nanogpt", "resnet18")
@@ -88,11 +94,12 @@ def tracked_copy(destination: Path) -> None:
 
 
 def apply(entry: Entry, root: Path) -> None:
-    path = root / entry.file
-    text = path.read_text()
-    if text.count(entry.old) != 1:
-        raise ValueError(f"{entry.name}: {entry.file} holds the text to change {text.count(entry.old)} times, not once")
-    path.write_text(text.replace(entry.old, entry.new))
+    for file, old, new in entry.changes():
+        path = root / file
+        text = path.read_text()
+        if text.count(old) != 1:
+            raise ValueError(f"{entry.name}: {file} holds the text to change {text.count(old)} times, not once")
+        path.write_text(text.replace(old, new))
 
 
 def parse(model: str, output: str) -> tuple[str | None, str]:
