@@ -40,8 +40,7 @@ def step_rows(counts: list[int], k: int, rounds: int, reps: int, device: str,
     placement = make_placement(device, 1)
     # The custom-vjp model's vmapped convolutions are batched matmuls on some backends, JAX's grouped
     # convolutions on the others (custom_vjp.SEEDS_AS_MATMULS): both are timed, the other form as a row of its own.
-    names = {"gpu": ("cuda", "rocm")}.get(placement.platform, (placement.platform,))
-    as_matmuls = any(custom_vjp.SEEDS_AS_MATMULS.get(name, False) for name in names)
+    as_matmuls = custom_vjp.seeds_as_matmuls(placement.platform)
     forms = {"vmap": as_matmuls}
     if resolve_variant(variant, placement.platform) == "custom-vjp":
         forms["vmap, grouped convolutions" if as_matmuls else "vmap, convolutions as matmuls"] = not as_matmuls
@@ -56,14 +55,9 @@ def step_rows(counts: list[int], k: int, rounds: int, reps: int, device: str,
         for mode, matmuls in forms.items():
             stacked = {"state": sweep.stack(states), "totals": sweep.zero_totals(count, placement)}
             jax.clear_caches()  # the form is chosen when the step is traced: trace it again
-            saved = dict(custom_vjp.SEEDS_AS_MATMULS)
-            custom_vjp.SEEDS_AS_MATMULS.update({name: matmuls for name in names})
-            try:
+            with custom_vjp.seeds_formulation(placement.platform, matmuls):
                 lowered = sweep.TRAIN_STEPS_VMAPPED[config.api].lower(stacked["state"], stacked["totals"], x, y,
                                                                       jnp.asarray(idx))
-            finally:
-                custom_vjp.SEEDS_AS_MATMULS.clear()
-                custom_vjp.SEEDS_AS_MATMULS.update(saved)
             vmapped = training.compile_with_options(lowered, placement.platform)
 
             def run_vmap(stacked=stacked, vmapped=vmapped, idx=jnp.asarray(idx)):

@@ -21,6 +21,8 @@ Eigen path (train.COMPILER_OPTIONS):
 
 from __future__ import annotations
 
+import contextlib
+
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
@@ -49,6 +51,31 @@ def _xla_conv(x, kernel):
 SEEDS_AS_MATMULS = {"cpu": True}
 
 
+def lowering_platforms(platform: str) -> tuple[str, ...]:
+    """The names lax.platform_dependent (and so SEEDS_AS_MATMULS) knows a device platform by: jax's "gpu"
+    lowers as "cuda" or "rocm"."""
+    return {"gpu": ("cuda", "rocm")}.get(platform, (platform,))
+
+
+def seeds_as_matmuls(platform: str) -> bool:
+    """Whether a vmapped seed sweep traced for this device platform takes the matmul form."""
+    return any(SEEDS_AS_MATMULS.get(name, False) for name in lowering_platforms(platform))
+
+
+@contextlib.contextmanager
+def seeds_formulation(platform: str, matmuls: bool):
+    """Within: a vmapped seed sweep traced for `platform` takes the matmul form (True) or JAX's grouped
+    convolutions (False), whatever SEEDS_AS_MATMULS says; restored after. The form is fixed when the step
+    is traced: trace (lower) inside, on an empty trace cache (benchmarks.seeds times both forms so)."""
+    saved = dict(SEEDS_AS_MATMULS)
+    SEEDS_AS_MATMULS.update({name: matmuls for name in lowering_platforms(platform)})
+    try:
+        yield
+    finally:
+        SEEDS_AS_MATMULS.clear()
+        SEEDS_AS_MATMULS.update(saved)
+
+
 def _as_matmuls_when_seeds_vmapped(matmuls):
     """The decorated convolution as written; under jax.vmap over both operands (each seed its own data and
     its own kernel), on a backend of SEEDS_AS_MATMULS, `matmuls` of the stacked operands instead. A vmap
@@ -59,10 +86,10 @@ def _as_matmuls_when_seeds_vmapped(matmuls):
 
         @conv.def_vmap
         def rule(axis_size, in_batched, a, b):
-            own = jax.vmap(plain, in_axes=tuple(0 if batched else None for batched in in_batched))
-            branches = {platform: matmuls for platform, on in SEEDS_AS_MATMULS.items() if on}
             if axis_size == 1:  # one seed: its own convolution
                 return plain(*(x[0] if batched else x for x, batched in zip((a, b), in_batched)))[None], True
+            own = jax.vmap(plain, in_axes=tuple(0 if batched else None for batched in in_batched))
+            branches = {platform: matmuls for platform, on in SEEDS_AS_MATMULS.items() if on}
             if not all(in_batched) or not branches:
                 return own(a, b), True
             return lax.platform_dependent(a, b, default=own, **branches), True

@@ -109,33 +109,49 @@ def test_the_custom_vjp_variant_is_reverse_mode_only():
 
 
 @pytest.mark.parametrize("as_matmuls", [True, False], ids=["as-matmuls", "grouped"])
-def test_a_vmapped_seed_sweeps_convolutions_and_their_gradients_are_each_seeds_own(as_matmuls, monkeypatch):
+def test_a_vmapped_seed_sweeps_convolutions_and_their_gradients_are_each_seeds_own(as_matmuls):
     """--sweep vmap's convolutions (flax_impl/custom_vjp.py), in either form a backend may use: batched
     matmuls (the CPU's) or JAX's grouped convolution. Each seed's output and gradients, its data and its
     kernel vmapped together or one of them shared, are those of the seed alone (float64, to rounding);
     and the form is what the compiled step runs."""
     from flax_impl import custom_vjp
 
-    monkeypatch.setitem(custom_vjp.SEEDS_AS_MATMULS, "cpu", as_matmuls)
-    jax.clear_caches()  # the form is chosen when a function is traced
-    rng = np.random.default_rng(0)
-    with jax.enable_x64(True):
-        xs, kernels = jnp.asarray(rng.normal(size=(3, 4, 9, 9, 5))), jnp.asarray(rng.normal(size=(3, 3, 3, 5, 6)))
-        biases, cotangents = jnp.asarray(rng.normal(size=(3, 6))), jnp.asarray(rng.normal(size=(3, 4, 7, 7, 6)))
+    with custom_vjp.seeds_formulation("cpu", as_matmuls):
+        jax.clear_caches()  # the form is chosen when a function is traced
+        rng = np.random.default_rng(0)
+        with jax.enable_x64(True):
+            xs, kernels = jnp.asarray(rng.normal(size=(3, 4, 9, 9, 5))), jnp.asarray(rng.normal(size=(3, 3, 3, 5, 6)))
+            biases, cotangents = jnp.asarray(rng.normal(size=(3, 6))), jnp.asarray(rng.normal(size=(3, 4, 7, 7, 6)))
 
-        def seed(x, kernel, bias, cotangent):  # output, and the gradients of <output, cotangent>
-            out, vjp = jax.vjp(custom_vjp.conv2d, x, kernel, bias)
-            return out, *vjp(cotangent)
+            def seed(x, kernel, bias, cotangent):  # output, and the gradients of <output, cotangent>
+                out, vjp = jax.vjp(custom_vjp.conv2d, x, kernel, bias)
+                return out, *vjp(cotangent)
 
-        for count, in_axes in [(3, (0, 0, 0, 0)), (3, (0, None, None, 0)), (3, (None, 0, 0, 0)), (1, (0, 0, 0, 0))]:
-            args = [a[:count] if axis == 0 else a[0] for a, axis in zip((xs, kernels, biases, cotangents), in_axes)]
-            swept = jax.jit(jax.vmap(seed, in_axes=in_axes))
-            alone = [seed(*[a[i] if axis == 0 else a for a, axis in zip(args, in_axes)]) for i in range(count)]
-            for name, got, want in zip(["output", "dx", "dkernel", "dbias"], swept(*args), zip(*alone)):
-                want = np.stack(want)
-                assert np.abs(np.asarray(got) - want).max() <= 1e-13 * np.abs(want).max(), (name, count, in_axes)
-        compiled = jax.jit(jax.vmap(seed)).lower(xs, kernels, biases, cotangents).compile().as_text()
+            for count, in_axes in [(3, (0, 0, 0, 0)), (3, (0, None, None, 0)), (3, (None, 0, 0, 0)), (1, (0, 0, 0, 0))]:
+                args = [a[:count] if axis == 0 else a[0] for a, axis in zip((xs, kernels, biases, cotangents), in_axes)]
+                swept = jax.jit(jax.vmap(seed, in_axes=in_axes))
+                alone = [seed(*[a[i] if axis == 0 else a for a, axis in zip(args, in_axes)]) for i in range(count)]
+                for name, got, want in zip(["output", "dx", "dkernel", "dbias"], swept(*args), zip(*alone)):
+                    want = np.stack(want)
+                    assert np.abs(np.asarray(got) - want).max() <= 1e-13 * np.abs(want).max(), (name, count, in_axes)
+            compiled = jax.jit(jax.vmap(seed)).lower(xs, kernels, biases, cotangents).compile().as_text()
     assert ("feature_group_count=3" in compiled) is not as_matmuls
+
+
+def test_a_seed_formulation_is_set_by_the_names_a_platform_lowers_as_and_restored():
+    """benchmarks.seeds traces both forms through custom_vjp.seeds_formulation: jax's "gpu" is cuda or rocm
+    to lax.platform_dependent, and the measured defaults come back after."""
+    from flax_impl import custom_vjp
+
+    before = dict(custom_vjp.SEEDS_AS_MATMULS)
+    assert custom_vjp.seeds_as_matmuls("cpu") and not custom_vjp.seeds_as_matmuls("gpu")
+    with custom_vjp.seeds_formulation("gpu", True):
+        assert custom_vjp.seeds_as_matmuls("gpu") and custom_vjp.SEEDS_AS_MATMULS["cuda"] is True
+        assert custom_vjp.SEEDS_AS_MATMULS["rocm"] is True
+    with pytest.raises(KeyError), custom_vjp.seeds_formulation("cpu", False):
+        assert not custom_vjp.seeds_as_matmuls("cpu")
+        raise KeyError("a failed trace")
+    assert custom_vjp.SEEDS_AS_MATMULS == before
 
 
 def test_flax_init_params_convert_to_torch_shapes():
