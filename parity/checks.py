@@ -64,7 +64,7 @@ class Proof:
     seed: int = 0
     trajectory_epochs: int = 3  # the trajectories cross 2 epoch boundaries (schedules step there)
     steps_per_epoch: int = 4
-    cache: dict = field(default_factory=dict)  # the JAX side's draws by seed, trajectories, torch's layer calls
+    cache: dict = field(default_factory=dict)  # the JAX side's draws by seed, trajectories, torch's train pass
 
     def __post_init__(self):
         self.dataset = Dataset.of(self.dataset)
@@ -114,12 +114,18 @@ class Proof:
         torch_name = self.port.torch_layer(jax_name)
         if torch_name == jax_name:
             return jax_name
-        if "torch calls" not in self.cache:
-            used = Recorder(Masks(0))
-            self.torch.run(self.torch.build(self.seed), self.inputs(self.batch(0)[0], np.float32)[0], True, used)
-            self.cache["torch calls"] = {name for name, _ in used.order} | set(used.rates)
-        called = self.cache["torch calls"]
+        called = self.torch_train_pass()[1]
         return jax_name if torch_name not in called and jax_name in called else torch_name
+
+    def torch_train_pass(self) -> tuple[dict[str, np.ndarray], set[str]]:
+        """(the state after, the layer names called) of one train-mode pass of the seed's torch model on
+        batch 0, float32, with the kit's masks (cached): what the forward calls, and what training moves."""
+        if "torch train pass" not in self.cache:
+            model, used = self.torch.build(self.seed), Recorder(Masks(0))
+            self.torch.run(model, self.inputs(self.batch(0)[0], np.float32)[0], True, used)
+            self.cache["torch train pass"] = (self.torch.state(model),
+                                              {name for name, _ in used.order} | set(used.rates))
+        return self.cache["torch train pass"]
 
 
 def in_dtype(x, dtype):
@@ -175,9 +181,7 @@ def torch_constants(proof: Proof, model, state: dict[str, np.ndarray]) -> dict[s
     other = proof.torch.state(proof.torch.build(proof.seed + 1))
     same = [n for n in unmapped if np.array_equal(state[n], other[n])]
     if same:
-        probe = proof.torch.build(proof.seed)
-        proof.torch.run(probe, proof.inputs(proof.batch(0)[0], np.float32)[0], True)
-        after = proof.torch.state(probe)
+        after = proof.torch_train_pass()[0]
         same = [n for n in same if np.array_equal(state[n], after[n])]
     return {n: tuple(state[n].shape) for n in same}
 
