@@ -26,10 +26,11 @@ import torch
 
 from parity.dataset import Dataset, epoch_order, num_batches, take
 from parity.compare import Split, cut, first_split, scale, worst
-from parity.jax_side import JaxModel, is_dropout
+from parity.jax_side import (JaxModel, attention_dropout_probe, bernoulli_given, is_attention_with_dropout,
+                              is_dropout)
 from parity.port import Port
 from parity.record import Masks, Recorder
-from parity.torch_side import ELEMENTWISE_DROPOUT, TorchModel, sdpa_dropout_probe, to_numpy
+from parity.torch_side import ELEMENTWISE_DROPOUT, SDPA_DROPOUT, TorchModel, sdpa_dropout_probe, to_numpy
 from parity.weights import (collection, flat, jax_to_torch, map_problems, mapped, paths, to_torch_value,
                             torch_to_jax)
 
@@ -290,7 +291,7 @@ def check_init(proof: Proof, seeds: int = 3, alpha: float = 1e-4) -> list[str]:
 def jax_hook(proof: Proof, recorder: Recorder):
     """The JAX side's recording hook: outputs by torch's layer names; dropout gets torch's masks."""
     def hook(name, call, module, args, kwargs):
-        name = proof.torch_layer(name)
+        path, name = name, proof.torch_layer(name)
         if is_dropout(module):
             x = args[0]
             probe = np.asarray(call(jnp.ones(x.shape, x.dtype), *args[1:], **kwargs))
@@ -307,15 +308,54 @@ def jax_hook(proof: Proof, recorder: Recorder):
                 if active and recorder.masks is not None:  # a JAX dropout torch drew no mask for, by that name
                     recorder.unmasked.append(name)
                 out = call(*args, **kwargs)
+        elif is_attention_with_dropout(module):
+            with bernoulli_given(attention_masks(proof, recorder, path, module)):
+                out = call(*args, **kwargs)
         else:
             out = call(*args, **kwargs)
-        if isinstance(out, jax.Array) and not isinstance(out, jax.core.Tracer):
-            recorder.record(name, out)
-        elif isinstance(out, jax.core.Tracer):
-            recorder.record(name, np.zeros(out.shape))  # under autodiff: the order, not the values
+        value = out[0] if isinstance(out, tuple) and out else out  # as torch_side.first_tensor
+        if isinstance(value, jax.Array) and not isinstance(value, jax.core.Tracer):
+            recorder.record(name, value)
+        elif isinstance(value, jax.core.Tracer):
+            recorder.record(name, np.zeros(value.shape))  # under autodiff: the order, not the values
         return out
 
     return hook
+
+
+def attention_dropout_name(proof: Proof, path: str) -> str:
+    """torch's name of the dropout inside the Flax attention module at `path` (parity.jax_side.ATTENTION):
+    Port.layers' torch name for "<path>.scaled_dot_product_attention.dropout" if it has one, else the
+    torch module's own of that path, as torch names the dropout inside F.scaled_dot_product_attention
+    (parity.torch_side.SDPA_DROPOUT: "<the calling module>.scaled_dot_product_attention.dropout")."""
+    own = f"{path}.{SDPA_DROPOUT}"
+    mapped = proof.torch_layer(own)
+    return mapped if mapped != own else f"{proof.torch_layer(path)}.{SDPA_DROPOUT}"
+
+
+def attention_masks(proof: Proof, recorder: Recorder, path: str, module):
+    """For the dropout inside a Flax attention module: give(p, shape) -> torch's keep mask of that call
+    (attention_dropout_name), in JAX's layout, or None (draw as JAX does) where torch drew none. A mask of
+    another shape is a split: Flax's default broadcast_dropout=True asks for one (1, 1, T, S) mask over
+    the batch and the heads, where torch drops each weight."""
+    dropout = attention_dropout_name(proof, path)
+
+    def give(p, shape):
+        if recorder.masks is None:
+            return None
+        mask = recorder.masks.get((dropout, recorder.next_draw(dropout)))
+        if mask is None:  # a JAX dropout torch drew no mask for, by that name
+            recorder.unmasked.append(dropout)
+            return None
+        mask = proof.port.to_jax_layout(mask)
+        if tuple(shape) != mask.shape:
+            shared = (", one mask shared over the batch and the heads (broadcast_dropout=True, Flax's default): "
+                      "set broadcast_dropout=False") if getattr(module, "broadcast_dropout", False) else ""
+            raise Split(f"dropout at {dropout}: torch drops each attention weight, a mask of shape {mask.shape}; "
+                        f"JAX's {type(module).__name__} at {path} draws a mask of shape {tuple(shape)}{shared}")
+        return jnp.asarray(mask)
+
+    return give
 
 
 def forward_pair(proof: Proof, train: bool, dtype=np.float64, batch: int = 0, masks_seed: int = 0):
@@ -449,6 +489,13 @@ def _probing_hook(proof: Proof, recorder: Recorder, probes: dict, n: int):
         if is_dropout(module):
             probe = call(jnp.ones((n,), jnp.float32), *args[1:], **kwargs)
             probes.setdefault(proof.torch_layer(name), []).append(np.asarray(probe))
+        elif is_attention_with_dropout(module):  # does it drop in this mode? then its own function, probed
+            drew = []
+            with bernoulli_given(lambda p, shape: drew.append(p)):
+                out = inner(name, call, module, args, kwargs)
+            probe = attention_dropout_probe(module, n) if drew else np.ones(n, np.float32)
+            probes.setdefault(attention_dropout_name(proof, name), []).append(probe)
+            return out
         return inner(name, call, module, args, kwargs)
 
     return hook

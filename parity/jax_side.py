@@ -9,10 +9,12 @@ kit's (parity.masks), the two things a layer-by-layer comparison needs.
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import linen, nnx
 
@@ -153,6 +155,47 @@ def _float64(variables: dict) -> bool:
 
 def is_dropout(module) -> bool:
     return isinstance(module, (nnx.Dropout, linen.Dropout))
+
+
+# Flax's own attention modules. With dropout_rate > 0 their attention function (Flax's
+# dot_product_attention, by default) drops the attention weights with a mask it draws by
+# jax.random.bernoulli(key, keep probability, shape): the kit gives that mask (bernoulli_given), the
+# module does the rest its own way. Their default broadcast_dropout=True draws one (1, 1, T, S) mask for
+# the whole batch and every head, where torch draws one per weight.
+ATTENTION = (nnx.MultiHeadAttention, linen.MultiHeadDotProductAttention)
+
+
+def is_attention_with_dropout(module) -> bool:
+    return isinstance(module, ATTENTION) and (getattr(module, "dropout_rate", 0.0) or 0.0) > 0
+
+
+@contextlib.contextmanager
+def bernoulli_given(give: Callable[[Any, Any], Any]):
+    """Within: jax.random.bernoulli(key, p, shape) answers give(p, shape) where that is not None (a keep
+    mask), and draws as it did before otherwise."""
+    before = jax.random.bernoulli
+
+    def bernoulli(key, p=0.5, shape=None, *args, **kwargs):
+        keep = give(p, shape)
+        return before(key, p, shape, *args, **kwargs) if keep is None else keep
+
+    jax.random.bernoulli = bernoulli
+    try:
+        yield
+    finally:
+        jax.random.bernoulli = before
+
+
+def attention_dropout_probe(module, n: int) -> np.ndarray:
+    """A Flax attention module's own attention function dropping uniform weights in train mode (q = k = 0
+    over L keys, v = the identity, one batch and one head, so broadcasting changes nothing): each of about n
+    outputs is one dropped, rescaled weight, times L (parity.torch_side.sdpa_dropout_probe's twin)."""
+    L = int(math.ceil(math.sqrt(n)))
+    q = jnp.zeros((1, L, 1, 1), jnp.float32)
+    v = jnp.eye(L, dtype=jnp.float32)[None, :, None, :]
+    out = module.attention_fn(q, q, v, dropout_rng=jax.random.key(0), dropout_rate=module.dropout_rate,
+                              broadcast_dropout=module.broadcast_dropout, deterministic=False)
+    return np.asarray(out * L).reshape(-1)
 
 
 class JaxModel:

@@ -128,7 +128,10 @@ class Port:
         tensors (nanoGPT's lm_head.weight is transformer.wte.weight) are two names sent to one JAX path;
         the weight-map check says where torch ties and JAX does not, or the reverse.
     layers: torch module name -> JAX module path, where they differ (same names need no entry; an entry
-        whose torch name the torch forward never calls gives way to the same name: Proof.torch_layer).
+        whose torch name the torch forward never calls gives way to the same name: Proof.torch_layer). The
+        dropout inside F.scaled_dot_product_attention is torch's "<calling module>.scaled_dot_product_attention
+        .dropout"; the one inside a Flax attention module at path P is JAX's "P.scaled_dot_product_attention
+        .dropout" (parity.checks.attention_dropout_name).
     torch_inputs / jax_inputs: the training script's input transform on each side, from a batch of the
         data's raw inputs to the model's arguments: one array (Fashion-MNIST's uint8 (N, 28, 28) images
         -> float32 (N, 1, 28, 28) for torch, (N, 28, 28, 1) for JAX), or a tuple of them, passed as

@@ -41,6 +41,12 @@ class Recorder:
         self.order: list[tuple[str, int]] = []
         self.unmasked: list[str] = []  # JAX dropout layers that found no torch mask of their name
         self.rates: dict[str, float] = {}  # drop probability of the functional dropouts seen (no module to ask)
+        self.draws: dict[str, int] = defaultdict(int)  # masks asked for by name, where no output is recorded
+
+    def next_draw(self, name: str) -> int:
+        """The call index of a dropout that records no output of its own (inside Flax's attention)."""
+        self.draws[name] += 1
+        return self.draws[name] - 1
 
     def next_call(self, name: str) -> int:
         return len(self.outputs[name])

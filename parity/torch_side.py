@@ -48,21 +48,45 @@ SDPA_DROPOUT = "scaled_dot_product_attention.dropout"
 CLIP_EPS = 1e-6  # torch.nn.utils.clip_grad_norm_: max_norm / (total_norm + 1e-6)
 
 
+_SDPA = F.scaled_dot_product_attention  # torch's own
+
+
 class _AttentionDropout(torch.overrides.TorchFunctionMode):
+    """While recording with masks: every call of F.scaled_dot_product_attention goes to `attention`, by
+    either road. The mode sees a call through a reference to torch's function (`from torch.nn.functional
+    import scaled_dot_product_attention`). But a mode is off while it handles a torch function, and
+    nn.MultiheadAttention's F.multi_head_attention_forward is one: the SDPA call inside it, by the
+    module's global name, reached torch's own with its own random mask (the train-mode forward of a
+    correct nn.MultiheadAttention(dropout=0.1) port split at its first layer after the attention). So the
+    name F.scaled_dot_product_attention is this mode's `attention` while it is entered, too."""
+
     def __init__(self, recorder: Recorder, calling: list[str]):
         super().__init__()
         self.recorder, self.calling = recorder, calling
+        self.before: list = []
 
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if func is not F.scaled_dot_product_attention:
-            return func(*args, **kwargs)
+    def attention(self, *args, **kwargs):
         bound = inspect.signature(_sdpa_reference).bind(*args, **kwargs)
         name = ".".join([*self.calling[-1:], SDPA_DROPOUT])
         self.recorder.rates[name] = float(bound.arguments.get("dropout_p", 0.0))  # the model's choice, per mode
         if not self.recorder.rates[name]:
-            return func(*args, **kwargs)
+            return _SDPA(*args, **kwargs)
         return _sdpa_reference(*bound.args, **bound.kwargs, recorder=self.recorder, name=name)
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is _SDPA:
+            return self.attention(*args, **kwargs)
+        return func(*args, **kwargs)
+
+    def __enter__(self):
+        self.before.append(F.scaled_dot_product_attention)
+        F.scaled_dot_product_attention = self.attention
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        F.scaled_dot_product_attention = self.before.pop()
+        return super().__exit__(*exc)
 
 
 def _sdpa_reference(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
@@ -85,12 +109,21 @@ def _sdpa_reference(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=
     return weights @ value
 
 
+def first_tensor(output):
+    """What a module's output records as: a tensor, or the first of a tuple that starts with one
+    (nn.MultiheadAttention returns (output, weights or None): unrecorded, a split after the attention
+    was first seen at the next layer); else None."""
+    if isinstance(output, tuple) and output:
+        output = output[0]
+    return output if isinstance(output, torch.Tensor) else None
+
+
 def sdpa_dropout_probe(p: float, n: int) -> np.ndarray:
     """torch's own F.scaled_dot_product_attention(dropout_p=p) on weights it makes uniform (q = k = 0,
     over L keys) times v = the identity: each of about n outputs is one dropped, rescaled weight, times L."""
     L = int(math.ceil(math.sqrt(n)))
     q = torch.zeros(1, 1, L, 1)
-    out = F.scaled_dot_product_attention(q, q.clone(), torch.eye(L)[None, None], dropout_p=p)
+    out = _SDPA(q, q.clone(), torch.eye(L)[None, None], dropout_p=p)
     return (out * L).reshape(-1).numpy()
 
 
@@ -175,11 +208,12 @@ class TorchModel:
                     mask = recorder.masks.draw((name, recorder.next_call(name)), tuple(x.shape), module.p)
                     # torch's own convention: survivors scaled by 1 / (1 - p) (torch.nn.Dropout's docs).
                     output = x * torch.from_numpy(mask).to(x.dtype) * (1.0 / (1.0 - module.p))
-                if isinstance(output, torch.Tensor):
+                value = first_tensor(output)
+                if value is not None:
                     # A copy: .numpy() shares the tensor's memory, and published models overwrite
                     # outputs in place (torchvision's ReLU(inplace=True), `out += identity`), which
                     # turned a recorded bn1 into its ReLU (issue #32: "first split at bn1: torch 0.0").
-                    recorder.record(name, output.detach().cpu().numpy().copy())
+                    recorder.record(name, value.detach().cpu().numpy().copy())
                 return output
             return record
 
