@@ -13,6 +13,83 @@ BN = "examples/bn_net/jax_model.py"
 GPT = "examples/nanogpt/jax_model.py"
 RESNET = "examples/resnet18/jax_model.py"
 
+# nanoGPT's attention as Flax's own nnx.MultiHeadAttention (its query, key, value and out projections
+# for model.py's c_attn and c_proj, its dropout on the weights for SDPA's): the port's weight map and
+# Port.layers change with it (`also`). The control sets broadcast_dropout=False; the bug keeps Flax's
+# default, one mask shared over the batch and the heads.
+GPT_ATTENTION = """    def __init__(self, config, rngs: nnx.Rngs):
+        proj_std = 0.02 / math.sqrt(2 * config.n_layer)
+        self.c_attn = nnx.Linear(config.n_embd, 3 * config.n_embd, use_bias=config.bias, kernel_init=normal(0.02),
+                                 rngs=rngs)
+        self.c_proj = nnx.Linear(config.n_embd, config.n_embd, use_bias=config.bias, kernel_init=normal(proj_std),
+                                 rngs=rngs)
+        self.attn_dropout = nnx.Dropout(config.dropout, rngs=rngs)
+        self.resid_dropout = nnx.Dropout(config.dropout, rngs=rngs)
+        self.n_head, self.n_embd = config.n_head, config.n_embd
+
+    def __call__(self, x):
+        B, T, C = x.shape
+        q, k, v = jnp.split(self.c_attn(x), 3, axis=2)
+        heads = lambda a: a.reshape(B, T, self.n_head, C // self.n_head).transpose(0, 2, 1, 3)  # (B, nh, T, hs)
+        q, k, v = heads(q), heads(k), heads(v)
+        att = (q @ k.swapaxes(-2, -1)) * (1.0 / math.sqrt(k.shape[-1]))
+        att = jnp.where(jnp.tril(jnp.ones((T, T), bool)), att, -jnp.inf)
+        att = self.attn_dropout(jax.nn.softmax(att, axis=-1))
+        y = (att @ v).transpose(0, 2, 1, 3).reshape(B, T, C)
+        return self.resid_dropout(self.c_proj(y))
+"""
+
+
+def gpt_mha(broadcast: str) -> str:
+    return f"""    def __init__(self, config, rngs: nnx.Rngs):
+        proj_std = 0.02 / math.sqrt(2 * config.n_layer)
+        self.mha = nnx.MultiHeadAttention(config.n_head, config.n_embd, qkv_features=config.n_embd,
+                                          out_features=config.n_embd, use_bias=config.bias,
+                                          dropout_rate=config.dropout,{broadcast} decode=False,
+                                          kernel_init=normal(0.02), out_kernel_init=normal(proj_std), rngs=rngs)
+        self.resid_dropout = nnx.Dropout(config.dropout, rngs=rngs)
+
+    def __call__(self, x):
+        return self.resid_dropout(self.mha(x, is_causal=True))
+"""
+
+
+# model.py decays the parameters of 2 or more dimensions, as the port's mask does; nnx.MultiHeadAttention's
+# biases are (heads, head size), 2-D where torch's c_attn.bias is 1-D: the MHA port decays by name.
+GPT_DECAY_BY_NAME = (
+    "examples/nanogpt/jax_model.py",
+    "    return jax.tree.map(lambda p: p.ndim >= 2, params)\n",
+    "    # by name: nnx.MultiHeadAttention's biases are (heads, head size), 2-D where torch's are 1-D\n"
+    "    return jax.tree_util.tree_map_with_path(\n"
+    "        lambda path, p: any(getattr(k, 'key', None) in ('kernel', 'embedding') for k in path), params)\n")
+GPT_PROOF = "examples/nanogpt/test_proof.py"
+GPT_MHA_PORT = (
+    (GPT_PROOF, "from parity import JaxSide, Port, TorchSide, same_layout, same_names",
+     "from parity import JaxSide, Layout, Port, Split, TorchSide, same_layout, same_names"),
+    (GPT_PROOF, '("ln_1", "layernorm"), ("attn.c_attn", "linear"), ("attn.c_proj", "linear"),', '("ln_1", "layernorm"),'),
+    (GPT_PROOF, "\nPORT = Port(\n", """
+E, H, D = CONFIG.n_embd, CONFIG.n_head, CONFIG.n_embd // CONFIG.n_head
+HEADS = Layout("heads", lambda w: w.T.reshape(E, H, D), lambda k: k.reshape(E, E).T)  # (out, in) -> (in, H, D)
+HEAD_BIAS = Layout("head-bias", lambda b: b.reshape(H, D), lambda b: b.reshape(E))
+OUT = Layout("out-heads", lambda w: w.T.reshape(H, D, E), lambda k: k.reshape(E, E).T)
+QKV = ("query", "key", "value")  # c_attn's rows: q, then k, then v
+MHA = {f"transformer.h.{i}.attn.{name}": entry for i in range(CONFIG.n_layer) for name, entry in {
+    "c_attn.weight": Split(tuple((f"params/transformer/h/{i}/attn/mha/{p}/kernel", HEADS) for p in QKV)),
+    "c_attn.bias": Split(tuple((f"params/transformer/h/{i}/attn/mha/{p}/bias", HEAD_BIAS) for p in QKV)),
+    "c_proj.weight": (f"params/transformer/h/{i}/attn/mha/out/kernel", OUT),
+    "c_proj.bias": (f"params/transformer/h/{i}/attn/mha/out/bias", "same")}.items()}
+
+PORT = Port(
+"""),
+    (GPT_PROOF, '"lm_head.weight": ("params/transformer/wte/embedding", "same")},',
+     '"lm_head.weight": ("params/transformer/wte/embedding", "same"), **MHA},'),
+    (GPT_PROOF, """    layers={f"transformer.h.{i}.attn.scaled_dot_product_attention.dropout": f"transformer.h.{i}.attn.attn_dropout"
+            for i in range(CONFIG.n_layer)},""",
+     """    layers={f"transformer.h.{i}.attn.{t}": f"transformer.h.{i}.attn.mha.{j}" for i in range(CONFIG.n_layer)
+            for t, j in (("scaled_dot_product_attention.dropout", "scaled_dot_product_attention.dropout"),
+                         ("c_proj", "out"))},"""),
+)
+
 ENTRIES = [
     # ---------------------------------------------------------------- the convnet (flax_impl, Linen)
     Entry("flatten in NHWC order", "layout", "convnet", LINEN,
@@ -181,6 +258,18 @@ ENTRIES = [
           "        att = self.attn_dropout(jax.nn.softmax(att, axis=-1))\n        y = (att @ v)",
           "        att = jax.nn.softmax(att, axis=-1)\n        y = self.attn_dropout(att @ v)",
           "SDPA's dropout_p drops the attention weights; a port drops the attended values"),
+    Entry("nnx.MultiHeadAttention's dropout left at broadcast_dropout=True", "dropout", "nanogpt", GPT, GPT_ATTENTION,
+          gpt_mha(""),
+          "the port above (the control \"nanoGPT's attention as nnx.MultiHeadAttention\") with Flax's default "
+          "broadcast_dropout=True: one (1, 1, T, T) mask shared by every sequence and head, where torch's SDPA "
+          "drops each weight (flax's attention docstring: 'use a broadcasted dropout along batch dims')",
+          also=(GPT_DECAY_BY_NAME, *GPT_MHA_PORT)),
+    Entry("nnx.MultiHeadAttention's biases decayed (the mask by ndim)", "optimizer", "nanogpt", GPT, GPT_ATTENTION,
+          gpt_mha(" broadcast_dropout=False,"),
+          "the control \"nanoGPT's attention as nnx.MultiHeadAttention\" with the port's decay mask kept as "
+          "model.py writes it, p.dim() >= 2: Flax's query, key and value biases are (heads, head size), so "
+          "AdamW decays them where torch's 1-D c_attn.bias is not (found writing that control: the kit "
+          "failed it at the optimizer check)", also=GPT_MHA_PORT),
     Entry("q, k, v split in another order", "layout", "nanogpt", GPT,
           "q, k, v = jnp.split(self.c_attn(x), 3, axis=2)", "k, q, v = jnp.split(self.c_attn(x), 3, axis=2)",
           "c_attn's rows are q then k then v; a port from another checkpoint (HF's fused qkv) splits otherwise"),
@@ -394,6 +483,12 @@ ENTRIES = [
           "(the causal mask a `bias` buffer in the state dict, attn_dropout an nn.Dropout on the weights); as "
           "published, on torch >= 2.0, SDPA with its dropout inside",
           control=True),
+    Entry("nanoGPT's attention as nnx.MultiHeadAttention", "control", "nanogpt", GPT, GPT_ATTENTION,
+          gpt_mha(" broadcast_dropout=False,"),
+          "Flax's own attention module for model.py's by hand: its query, key and value kernels (E, heads, head size) "
+          "cut from c_attn's rows, its out kernel c_proj's, its dropout on each attention weight as SDPA's "
+          "(broadcast_dropout=False), and the decay mask by name (its biases are 2-D); the weight map and "
+          "Port.layers say so", control=True, also=(GPT_DECAY_BY_NAME, *GPT_MHA_PORT)),
     Entry("padding='SAME' for padding=1 (stride 1, 3x3)", "control", "bn_net", BN,
           "nnx.Conv(1, 32, (3, 3), padding=1,", 'nnx.Conv(1, 32, (3, 3), padding="SAME",',
           "at stride 1 with a 3x3 kernel, SAME pads one pixel on every side, as padding=1 does", control=True),
