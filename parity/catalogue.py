@@ -90,8 +90,10 @@ def report(outcomes: list[Outcome], total: int, seconds: float, jobs: int = 1) -
         f"parity_tests/test_kit_convnet.py): {column(outcomes, kit=True)}.",
         f"- **The whole suite** (the kit, and for the convnet every test of parity_tests): "
         f"{column(outcomes, kit=False)}.", "",
-        "Each bug is a small change to a port (never to a test): parity/bugs.py has its exact text and the "
-        "reason it arises. The catalogue applies it to a temporary copy of the repository and runs the proof of "
+        "Each bug is a small change to a port, never to a check or a test: parity/bugs.py has its exact text and "
+        "the reason it arises (where an entry rewrites the port's structure, as to nn.Sequential or to "
+        "nnx.MultiHeadAttention, it also edits what its proof says of the port, the `Port`'s weight map and layer "
+        "names, as the user who wrote that port would). The catalogue applies it to a temporary copy of the repository and runs the proof of "
         "its model there, fastest checks first, stopping at the first failure: for the four examples the kit's "
         "checks (`python -m parity examples.<model>.test_proof --first-failure`, with `--accuracy` for mnist_net, "
         "bn_net and nanogpt: ResNet-18's accuracy over seeds takes 40 minutes), for the convnet `pytest -x` over "
