@@ -28,29 +28,36 @@ P = 0.1
 
 
 class TorchAttentionNet(nn.Module):
-    def __init__(self, p=P):
+    def __init__(self, p=P, twice=False):
         super().__init__()
         self.attn = nn.MultiheadAttention(E, H, dropout=p, batch_first=True)
         self.fc = nn.Linear(E, 10)
+        self.twice = twice  # the one attention module called twice in a forward: two masks, in call order
 
     def forward(self, x):
         # need_weights=False: torch's attention is F.scaled_dot_product_attention(dropout_p=p), as in
         # nn.TransformerEncoderLayer (need_weights=True takes F.dropout instead, which the kit does not see)
         out, _ = self.attn(x, x, x, need_weights=False)
+        if self.twice:
+            out, _ = self.attn(out, out, out, need_weights=False)
         return self.fc(out.mean(1))
 
 
 class JaxAttentionNet(nnx.Module):
-    def __init__(self, rngs: nnx.Rngs, rate=P, broadcast=False, deterministic=None):
+    def __init__(self, rngs: nnx.Rngs, rate=P, broadcast=False, deterministic=None, twice=False):
         self.attn = nnx.MultiHeadAttention(H, E, qkv_features=E, out_features=E, decode=False, dropout_rate=rate,
                                            broadcast_dropout=broadcast, rngs=rngs)
         self.fc = nnx.Linear(E, 10, rngs=rngs)
         # fixed in the call, whatever model.train() / model.eval() set (None: as they set it). Not named
         # `deterministic`: model.train() sets every attribute of that name, this one's too
         self.fixed = deterministic
+        self.twice = twice
 
     def __call__(self, x):
-        return self.fc(self.attn(x, deterministic=self.fixed).mean(1))
+        x = self.attn(x, deterministic=self.fixed)
+        if self.twice:
+            x = self.attn(x, deterministic=self.fixed)
+        return self.fc(x.mean(1))
 
 
 class LinenAttentionNet(linen.Module):
@@ -64,9 +71,9 @@ class LinenAttentionNet(linen.Module):
         return linen.Dense(10, name="fc")(x.mean(1))
 
 
-def torch_model(seed):
+def torch_model(seed, twice=False):
     torch.manual_seed(seed)
-    return TorchAttentionNet()
+    return TorchAttentionNet(twice=twice)
 
 
 def jax_loss(out, y):
@@ -133,6 +140,14 @@ def test_the_masks_reach_the_flax_attention_in_the_train_mode_forward(real_data)
     port = dataclasses.replace(PORT, jax=nnx_side(rate=0.2))
     with pytest.raises(Exception, match="first split at attn"):
         check_forward_train(Proof(port, real_data))
+
+
+def test_an_attention_called_twice_gets_torchs_two_masks_in_call_order(real_data):
+    """One attention module called twice in a forward draws two masks on each side; the kit gives the
+    Flax module's second call torch's second mask (Recorder.next_draw), so the correct port passes."""
+    torch_side = dataclasses.replace(PORT.torch, model=lambda seed: torch_model(seed, twice=True))
+    port = dataclasses.replace(PORT, torch=torch_side, jax=nnx_side(twice=True))
+    assert first_failure(Proof(port, real_data), ["dropout", "forward_train", "loss_and_gradients"]) is None
 
 
 @pytest.mark.parametrize("broadcast", [False, True])
