@@ -160,9 +160,12 @@ def output_leaves(out, label: str = "the output") -> list[tuple[str, np.ndarray]
     return [] if out is None else [(label, np.asarray(out, np.float64) if np.ndim(out) == 0 else np.asarray(out))]
 
 
-def logits_of(out) -> np.ndarray:
-    """The predictions' scores: the output, or its first array where the model returns several
-    (nanoGPT's (logits, loss)); classes on the last axis."""
+def logits_of(out, side=None) -> np.ndarray:
+    """The predictions' scores, classes on the last axis: the side's own `scores` of the output if it has
+    one (TorchSide.scores / JaxSide.scores), else the output, or its first array where the model returns
+    several (nanoGPT's (logits, loss))."""
+    if side is not None and side.scores is not None:
+        return np.asarray(side.scores(out))
     return output_leaves(out)[0][1]
 
 # ------------------------------------------------------------------------------------ structure
@@ -1153,8 +1156,8 @@ def check_cross_eval(proof: Proof, n_test: int = 1000) -> list[str]:
         variables = torch_to_jax(proof.port, state, np.float32)
         output_j, _ = proof.jax.run(rest, jnp_tree(variables), jnp_tree(xj), False)
         loss_j = float(proof.port.jax.loss(output_j, jnp.asarray(labels)))
-        logits_t = logits_of(to_numpy(output_t))
-        logits_j = proof.port.to_torch_layout(logits_of(jax.tree.map(np.asarray, output_j)))
+        logits_t = logits_of(to_numpy(output_t), proof.port.torch)
+        logits_j = proof.port.to_torch_layout(logits_of(jax.tree.map(np.asarray, output_j), proof.port.jax))
         top2 = np.sort(logits_t, axis=-1)[..., -2:]
         clear = (top2[..., 1] - top2[..., 0]) > 1e-4 * np.abs(top2).max()
         disagree = int((logits_t.argmax(-1) != logits_j.argmax(-1))[clear].sum())

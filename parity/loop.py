@@ -79,14 +79,17 @@ def train_torch(port: Port, dataset: Dataset, seed: int, epochs: int, progress=N
             out = model(*as_args(port.torch_inputs(take(dataset.test_inputs, idx)), torch.float32))
             y = torch.from_numpy(dataset.test_labels[idx].astype(np.int64))
             loss_sum += float(side.loss(out, y)) * len(idx)
-            correct += int(((logits_of(out).argmax(-1) == y) & (y >= 0)).sum())
+            correct += int(((logits_of(out, side).argmax(-1) == y) & (y >= 0)).sum())
     m = len(dataset.test_labels)
     return Result("torch", seed, losses, loss_sum / m, correct / counted(dataset), time.perf_counter() - start)
 
 
-def logits_of(out):
-    """The predictions' scores: the output, or its first element where the model returns several
-    (nanoGPT's (logits, loss)); classes on the last axis."""
+def logits_of(out, side=None):
+    """The predictions' scores, classes on the last axis: the side's own `scores` of the output if it
+    has one (TorchSide.scores / JaxSide.scores), else the output, or its first element where the model
+    returns several (nanoGPT's (logits, loss))."""
+    if side is not None and side.scores is not None:
+        return side.scores(out)
     return out[0] if isinstance(out, (tuple, list)) else out
 
 
@@ -141,7 +144,7 @@ def jax_programs(side, steps_per_epoch: int, seed: int):
         @jax.jit
         def evaluate(params, other, x, y):
             out, _ = forward(params, other, x, False)
-            return side.loss(out, y) * len(y), ((logits_of(out).argmax(-1) == y) & (y >= 0)).sum()
+            return side.loss(out, y) * len(y), ((logits_of(out, side).argmax(-1) == y) & (y >= 0)).sum()
 
         _PROGRAMS[key] = (step, evaluate)
     return (params, other, tx, *_PROGRAMS[key])

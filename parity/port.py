@@ -71,6 +71,11 @@ class TorchSide:
     # a tuple of them as the model takes them), y the labels. The kit runs it in the trajectories and the
     # training loop, its dropout masks given through the model's modules as before.
     step: Callable[[Any, Any, Any, Any], Any] | None = None
+    # The class scores of an output in the labels' layout (the labels' shape, then the classes), where the
+    # output's first array is not: word_language_model's log-probabilities are (time * batch, classes),
+    # time first, for labels (batch, time). None: the output, or its first array. The kit's accuracy and
+    # cross-evaluation take the argmax of their last axis.
+    scores: Callable[[Any], Any] | None = None
 
     def make_scheduler(self, optimizer, steps_per_epoch: int):
         """The script's scheduler on this optimizer, told the steps per epoch where it takes them; None
@@ -116,6 +121,8 @@ class JaxSide:
     # params, tx, opt_state; the port's dropout keys are its own). It may be jitted: the kit runs it with
     # jit off, so that it can record layers and give dropout its masks.
     train_step: Callable[..., Any] | None = None
+    # As TorchSide.scores, on the JAX output.
+    scores: Callable[[Any], Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -135,8 +142,9 @@ class Port:
     torch_inputs / jax_inputs: the training script's input transform on each side, from a batch of the
         data's raw inputs to the model's arguments: one array (Fashion-MNIST's uint8 (N, 28, 28) images
         -> float32 (N, 1, 28, 28) for torch, (N, 28, 28, 1) for JAX), or a tuple of them, passed as
-        positional arguments (nanoGPT's model(idx, targets)). Floating-point arrays are cast to each
-        check's precision; integer ones (token ids) are kept.
+        positional arguments (nanoGPT's model(idx, targets)), tuples inside staying tuples (an LSTM's
+        model(data, (h, c))). Floating-point arrays are cast to each check's precision; integer ones
+        (token ids) are kept.
     to_jax_layout / to_torch_layout: how torch's activations map to JAX's (NCHW <-> NHWC by default).
     batch_size: the training script's batch (the checks' batches are this size).
     epochs, steps_per_epoch: the length of the training run the port reproduces. The schedule and

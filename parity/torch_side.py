@@ -19,10 +19,15 @@ CHANNEL_DROPOUT = (torch.nn.Dropout1d, torch.nn.Dropout2d, torch.nn.Dropout3d, t
 
 def as_args(x, dtype) -> tuple:
     """The model's positional arguments: each array a tensor, floating point ones in the model's dtype
-    (token ids stay integers)."""
-    arrays = x if isinstance(x, tuple) else (x,)
-    tensors = [torch.from_numpy(np.ascontiguousarray(a)) for a in arrays]
-    return tuple(t.to(dtype) if t.is_floating_point() else t for t in tensors)
+    (token ids stay integers); a tuple inside stays a tuple of tensors (an LSTM's hidden state (h, c))."""
+    return tuple(_as_tensors(a, dtype) for a in (x if isinstance(x, tuple) else (x,)))
+
+
+def _as_tensors(a, dtype):
+    if isinstance(a, tuple):
+        return tuple(_as_tensors(b, dtype) for b in a)
+    t = torch.from_numpy(np.ascontiguousarray(a))
+    return t.to(dtype) if t.is_floating_point() else t
 
 
 def to_numpy(out):
