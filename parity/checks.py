@@ -30,7 +30,8 @@ from parity.jax_side import (JaxModel, attention_dropout_probe, bernoulli_given,
                               is_dropout)
 from parity.port import Port
 from parity.record import Masks, Recorder
-from parity.torch_side import ELEMENTWISE_DROPOUT, SDPA_DROPOUT, TorchModel, sdpa_dropout_probe, to_numpy
+from parity.torch_side import (ELEMENTWISE_DROPOUT, RNN_DROPOUT, SDPA_DROPOUT, TorchModel, recurrent_dropout_probe,
+                               sdpa_dropout_probe, to_numpy)
 from parity.weights import (collection, flat, jax_to_torch, map_problems, mapped, paths, to_torch_value,
                             torch_to_jax)
 
@@ -439,7 +440,8 @@ def check_dropout(proof: Proof, n: int = 200_000) -> list[str]:
     is the identity; the JAX layer of the same name (Port.layers) does the same. A torch.nn.Dropout is
     asked directly; the dropout inside F.scaled_dot_product_attention (which the other checks replace by
     the kit's masks, parity.torch_side.SDPA_DROPOUT) is measured on torch's own SDPA at the rate the
-    model passed it in that mode. A dropout module the model builds and never calls (nanoGPT's
+    model passed it in that mode; the dropout between the layers of an nn.LSTM, nn.GRU or nn.RNN
+    (parity.torch_side.RNN_DROPOUT) on torch's own two-layer module of that kind. A dropout module the model builds and never calls (nanoGPT's
     attn_dropout on its SDPA path) is not asked."""
     model, variables, rest = proof.pair(np.float32)
     images, _ = proof.batch(0, 4)
@@ -462,9 +464,12 @@ def check_dropout(proof: Proof, n: int = 200_000) -> list[str]:
             jax_probe = probes.get(name)
             if jax_probe is None:
                 raise Split(f"dropout: torch's {name} has no JAX dropout layer of that name (Port.layers)")
+            owner = modules.get(name.removesuffix(f".{RNN_DROPOUT}"))
             if name in torch_layers:
                 torch_layers[name].train(train)
                 t = torch_layers[name].forward(torch.ones(n)).numpy()
+            elif isinstance(owner, torch.nn.RNNBase):
+                t = recurrent_dropout_probe(owner, p, n) if train else np.ones(n)
             else:
                 t = sdpa_dropout_probe(p, n)
             j = jax_probe[0]

@@ -114,6 +114,89 @@ def _sdpa_reference(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=
     return weights @ value
 
 
+# The dropout torch's recurrent modules (nn.LSTM, nn.GRU, nn.RNN with num_layers > 1 and dropout=p) apply
+# between their layers is inside one op: no module, no Python function to hook. In train mode with the
+# kit's masks, such a module runs as its documentation writes it ("a Dropout layer on the outputs of each
+# layer except the last layer"): torch's own single-layer module of the same kind on each layer's weights
+# (torch.func.functional_call), the kit's mask between them, recorded as "<the recurrent module>.dropout"
+# ("rnn.dropout" for word_language_model's nn.LSTM), a call per layer boundary. check_dropout measures
+# torch's own dropout between the layers apart (recurrent_dropout_probe).
+RNN_DROPOUT = "dropout"
+
+
+def _recurrent_kind(module: torch.nn.RNNBase) -> tuple[type, dict]:
+    """The single-layer module of the same kind, and its keyword arguments (nn.RNN's nonlinearity)."""
+    if isinstance(module, torch.nn.LSTM):
+        return torch.nn.LSTM, {}
+    if isinstance(module, torch.nn.GRU):
+        return torch.nn.GRU, {}
+    return torch.nn.RNN, {"nonlinearity": "relu" if module.mode == "RNN_RELU" else "tanh"}
+
+
+def recurrent_layers(module: torch.nn.RNNBase, recorder: Recorder, name: str):
+    """module's forward as one layer at a time, the recorder's masks between them (see RNN_DROPOUT)."""
+    if module.bidirectional or getattr(module, "proj_size", 0):
+        raise NotImplementedError(f"{name}: the kit gives masks to the dropout between the layers of a "
+                                  f"unidirectional {type(module).__name__} without proj_size only")
+    kind, extra = _recurrent_kind(module)
+    lstm = kind is torch.nn.LSTM
+    single = [kind(module.input_size if k == 0 else module.hidden_size, module.hidden_size, num_layers=1,
+                   bias=module.bias, batch_first=module.batch_first, **extra) for k in range(min(module.num_layers, 2))]
+    p = module.dropout
+    key = f"{name}.{RNN_DROPOUT}"
+
+    def forward(x, hx=None):
+        if isinstance(x, torch.nn.utils.rnn.PackedSequence):
+            raise NotImplementedError(f"{name}: a PackedSequence through the dropout between the layers")
+        hs, cs = [], []
+        for k in range(module.num_layers):
+            if k > 0:
+                recorder.rates[key] = p
+                mask = recorder.masks.draw((key, recorder.next_call(key)), tuple(x.shape), p)
+                x = x * torch.from_numpy(mask).to(x.dtype) * (1.0 / (1.0 - p))
+                recorder.record(key, x.detach().cpu().numpy().copy())
+            weights = {f"{w}_l0": getattr(module, f"{w}_l{k}") for w in ("weight_ih", "weight_hh")
+                       + (("bias_ih", "bias_hh") if module.bias else ())}
+            state = None if hx is None else ((hx[0][k : k + 1], hx[1][k : k + 1]) if lstm else hx[k : k + 1])
+            x, out = torch.func.functional_call(single[min(k, 1)], weights, (x, state))
+            hs.append(out[0][0] if lstm else out[0])
+            if lstm:
+                cs.append(out[1][0])
+        return x, ((torch.stack(hs), torch.stack(cs)) if lstm else torch.stack(hs))
+
+    return forward
+
+
+def recurrent_dropout_probe(module: torch.nn.RNNBase, p: float, n: int) -> np.ndarray:
+    """torch's own dropout between the layers of a two-layer module of module's kind in train mode, on
+    n sequences of one step, float64: the factor each of layer 1's inputs was multiplied by (0, or the
+    survivors' 1 / (1 - p)), recovered exactly from the output. Every weight is 0 but for a gate
+    saturated at 1 (bias 40) or 0 (bias -40) and one input weight of 1, so that each layer is one
+    invertible function of its input, the same in both: LSTM tanh(tanh(x)), GRU and RNN tanh(x),
+    RNN(nonlinearity="relu") x; layer 0's output is that function of 1."""
+    kind, extra = _recurrent_kind(module)
+    rnn = kind(1, 1, num_layers=2, dropout=p, **extra).double().train()
+    with torch.no_grad():
+        for value in rnn.parameters():
+            value.zero_()
+        for k in (0, 1):
+            w, b = getattr(rnn, f"weight_ih_l{k}"), getattr(rnn, f"bias_ih_l{k}")
+            if kind is torch.nn.LSTM:  # gates i, f, g, o: i = o = 1, c = tanh(x), h = tanh(c)
+                b[0], b[3], w[2, 0] = 40.0, 40.0, 1.0
+            elif kind is torch.nn.GRU:  # gates r, z, n: z = 0, so h = n = tanh(x)
+                b[1], w[2, 0] = -40.0, 1.0
+            else:
+                w[0, 0] = 1.0
+        out = rnn(torch.ones(1, n, 1, dtype=torch.float64))[0].reshape(-1)
+    if kind is torch.nn.LSTM:
+        f, inverse = (lambda v: math.tanh(math.tanh(v))), (lambda h: torch.atanh(torch.atanh(h)))
+    elif extra.get("nonlinearity") == "relu":
+        f, inverse = (lambda v: v), (lambda h: h)
+    else:
+        f, inverse = math.tanh, torch.atanh
+    return (inverse(out) / f(1.0)).numpy()
+
+
 def first_tensor(output):
     """What a module's output records as: a tensor, or the first of a tuple that starts with one
     (nn.MultiheadAttention returns (output, weights or None): unrecorded, a split after the attention
@@ -225,6 +308,10 @@ class TorchModel:
         modules = [(name, m) for name, m in model.named_modules() if name]
         handles = [m.register_forward_pre_hook(enter(name)) for name, m in modules]
         handles += [m.register_forward_hook(hook(name)) for name, m in modules]
+        recurrent = [(name, m) for name, m in modules if isinstance(m, torch.nn.RNNBase) and m.training
+                     and m.dropout > 0 and m.num_layers > 1 and recorder.masks]
+        for name, m in recurrent:  # an instance attribute: the module's hooks still run around it
+            m.forward = recurrent_layers(m, recorder, name)
         mode = _AttentionDropout(recorder, calling) if recorder.masks else contextlib.nullcontext()
         try:
             with mode:
@@ -232,6 +319,8 @@ class TorchModel:
         finally:
             for handle in handles:
                 handle.remove()
+            for _, m in recurrent:
+                del m.forward  # the class's own again
 
     def forward(self, model: torch.nn.Module, x, train: bool, recorder: Recorder | None = None):
         """The model's own output (a tensor, or a tuple of them: nanoGPT's (logits, loss)) on x, one
