@@ -109,15 +109,16 @@ def test_no_dropout_between_the_layers_is_named_by_the_dropout_check(text):
         check_dropout(proof_with(text, model))
 
 
-class KerasGates(jax_model.LSTMLayer):
-    """The gates in Keras' order (i, f, c, o), torch's weights read as if so: the cell split g and o swapped."""
+class TensorFlowGates(jax_model.LSTMLayer):
+    """The gates in TensorFlow 1's order (BasicLSTMCell: i, j, f, o, j the candidate), torch's (i, f, g, o)
+    weights read as if so."""
 
     def __call__(self, x, carry):
         inputs = self.ih(x)
 
         def cell(carry, x_t):
             h, c = carry
-            i, f, o, g = jnp.split(x_t + self.hh(h), 4, axis=-1)
+            i, g, f, o = jnp.split(x_t + self.hh(h), 4, axis=-1)
             c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
             h = jax.nn.sigmoid(o) * jnp.tanh(c)
             return (h, c), h
@@ -126,7 +127,7 @@ class KerasGates(jax_model.LSTMLayer):
 
 
 def test_gates_in_another_order_split_at_the_lstm(text, monkeypatch):
-    monkeypatch.setattr(jax_model, "LSTMLayer", KerasGates)
+    monkeypatch.setattr(jax_model, "LSTMLayer", TensorFlowGates)
     with pytest.raises(Split, match=r"forward in eval mode.*first split at rnn:.*agreeing before it: encoder"):
         check_forward_eval(proof_with(text, jax_model.model))
 
