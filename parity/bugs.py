@@ -1,4 +1,4 @@
-"""The catalogue's entries: known porting bugs, each a small change to one of the five proven ports,
+"""The catalogue's entries: known porting bugs, each a small change to one of the six proven ports,
 and controls, changes that keep the port the same model. Used by parity.catalogue."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ MNIST = "examples/mnist_net/jax_model.py"
 BN = "examples/bn_net/jax_model.py"
 GPT = "examples/nanogpt/jax_model.py"
 RESNET = "examples/resnet18/jax_model.py"
+LSTM = "examples/word_language_model/jax_model.py"
 
 # nanoGPT's attention as Flax's own nnx.MultiHeadAttention (its query, key, value and out projections
 # for model.py's c_attn and c_proj, its dropout on the weights for SDPA's): the port's weight map and
@@ -371,6 +372,36 @@ ENTRIES = [
     Entry("Nesterov momentum", "optimizer", "resnet18", RESNET,
           "optax.sgd(schedule(steps_per_epoch), MOMENTUM))", "optax.sgd(schedule(steps_per_epoch), MOMENTUM, nesterov=True))",
           "nesterov=True on one side"),
+    Entry("nn.LSTM's dropout between layers forgotten", "dropout", "word_language_model", LSTM,
+          "            if k > 0:\n                x = self.dropout(x)\n", "",
+          "nn.LSTM(..., dropout=p) drops between its layers inside the op, where no nn.Dropout shows it: a port "
+          "of the module's visible layers leaves it out"),
+    Entry("dropout after the last LSTM layer too", "dropout", "word_language_model", LSTM,
+          "            if k > 0:\n                x = self.dropout(x)\n            (h, c), x = layer(x, (h0[k], c0[k]))\n",
+          "            (h, c), x = layer(x, (h0[k], c0[k]))\n            x = self.dropout(x)\n",
+          "torch drops every layer's output but the last (nn.LSTM's docs); a loop that drops after each layer "
+          "drops the LSTM's output twice, with the model's own drop after it"),
+    Entry("LSTM gates in TensorFlow 1's order (i, j, f, o)", "layout", "word_language_model", LSTM,
+          "i, f, g, o = jnp.split(x_t + self.hh(h), 4, axis=-1)", "i, g, f, o = jnp.split(x_t + self.hh(h), 4, axis=-1)",
+          "torch's weight rows are the gates i, f, g, o; TF1's BasicLSTMCell splits i, j, f, o (ONNX: i, o, f, c): "
+          "a port written from one reads the other's rows as the wrong gates"),
+    Entry("the state read in Flax's carry order (c, h)", "layout", "word_language_model", LSTM,
+          "(h, c), x = layer(x, (h0[k], c0[k]))", "(h, c), x = layer(x, (c0[k], h0[k]))",
+          "torch's LSTM state is (h, c), Flax's LSTMCell carry (c, h); from zeros the two are the same, so only "
+          "a batch that carries a state in (main.py's every chunk after the first; the port's edge_batch) shows it"),
+    Entry("the forget gate's bias started at 1 (Keras' unit_forget_bias)", "initialisation", "word_language_model",
+          LSTM, "        self.hh = nnx.Linear(hidden, 4 * hidden, kernel_init=init, bias_init=init, rngs=rngs)\n",
+          "        self.hh = nnx.Linear(hidden, 4 * hidden, kernel_init=init, bias_init=init, rngs=rngs)\n"
+          "        self.hh.bias[...] = self.hh.bias[...].at[hidden : 2 * hidden].add(1.0)\n",
+          "Keras' LSTM adds 1 to the forget gate's bias at init (unit_forget_bias=True, its default; TF1's "
+          "forget_bias=1.0 adds it in the cell); torch draws every bias from U(+-1/sqrt(h))"),
+    Entry("gradient clipping forgotten", "optimizer", "word_language_model", LSTM,
+          "optax.chain(optax.clip_by_global_norm(CLIP), optax.sgd(LR))", "optax.sgd(LR)",
+          "main.py clips between backward() and its hand-written update, outside any optimizer: a port of "
+          "the update alone leaves it out"),
+    Entry("log_softmax over the wrong axis", "loss", "word_language_model", LSTM,
+          "jax.nn.log_softmax(decoded, axis=1)", "jax.nn.log_softmax(decoded, axis=0)",
+          "F.log_softmax(decoded, dim=1) on the (rows, ntoken) view; axis 0 normalises over the rows"),
     # ---------------------------------------------------------------- controls: the same model, written otherwise
     Entry("nanoGPT's warmup and cosine as optax schedules (float32)", "control", "nanogpt", GPT,
           "    return get_lr  # counted in iterations, as train.py counts them: no epochs",
@@ -514,9 +545,22 @@ ENTRIES = [
           "        inverse_std = jax.lax.rsqrt(var + self.eps)\n"
           "        return (x - mean) * inverse_std * self.scale[...] + self.bias[...]",
           "a renamed intermediate and rsqrt for 1/sqrt", control=True),
+    Entry("the LSTM's input projection inside each step", "control", "word_language_model", LSTM,
+          "        inputs = self.ih(x)  # every time step's input side at once\n\n        def cell(carry, x_t):\n"
+          "            h, c = carry\n            i, f, g, o = jnp.split(x_t + self.hh(h), 4, axis=-1)",
+          "        inputs = x  # each time step's input side inside the step\n\n        def cell(carry, x_t):\n"
+          "            h, c = carry\n            i, f, g, o = jnp.split(self.ih(x_t) + self.hh(h), 4, axis=-1)",
+          "W_ih x_t computed step by step in the scan, as torch's documented equations write it, not for every "
+          "step at once: the same sums, and the module ih called inside lax.scan", control=True),
+    Entry("the LSTM's sigmoid written out", "control", "word_language_model", LSTM,
+          "            c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)\n"
+          "            h = jax.nn.sigmoid(o) * jnp.tanh(c)",
+          "            sigmoid = lambda z: 1 / (1 + jnp.exp(-z))\n"
+          "            c = sigmoid(f) * c + sigmoid(i) * jnp.tanh(g)\n            h = sigmoid(o) * jnp.tanh(c)",
+          "1 / (1 + exp(-x)) for jax.nn.sigmoid: the same function, rounded otherwise in float32", control=True),
 ]
 
-# Categories real ports report that none of the five models can show, and why (the table says so).
+# Categories real ports report that none of the six models can show, and why (the table says so).
 NOT_APPLICABLE = {
     "mixed precision (autocast, bfloat16 policies)": "no training script here runs under autocast; the kit runs a "
     "script's own autocast step but does not prove the precision policy apart (docs/your-model.md, Limits)",

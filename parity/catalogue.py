@@ -1,6 +1,6 @@
 """`python -m parity.catalogue` (`make catalogue`): how many real porting bugs the proof catches, measured.
 
-Every entry of parity.bugs (a known porting bug as a small change to one of the five proven ports, or
+Every entry of parity.bugs (a known porting bug as a small change to one of the six proven ports, or
 a control that keeps the port the same model) is applied to a temporary copy of the repository and its
 model's proof run there (parity.mutants); the working tree is never touched. Writes docs/catalogue.md,
 rewritten after every entry: the recall (bugs caught / bugs) and the false alarms (controls failed) at
@@ -95,9 +95,9 @@ def report(outcomes: list[Outcome], total: int, seconds: float, jobs: int = 1) -
         "nnx.MultiHeadAttention, it also edits what its proof says of the port, the `Port`'s weight map and layer "
         "names, as the user who wrote that port would). The catalogue applies it to a temporary copy of the "
         "repository and runs the proof of its model there, fastest checks first, stopping at the first failure: "
-        "for the four examples the kit's checks (`python -m parity examples.<model>.test_proof --first-failure`, "
+        "for the five examples the kit's checks (`python -m parity examples.<model>.test_proof --first-failure`, "
         "with `--accuracy` for mnist_net, "
-        "bn_net and nanogpt: ResNet-18's accuracy over seeds takes 40 minutes), for the convnet `pytest -x` over "
+        "bn_net, nanogpt and word_language_model: ResNet-18's accuracy over seeds takes 40 minutes), for the convnet `pytest -x` over "
         "parity_tests, the kit's test (test_kit_convnet.py) first, then the hand-written tests in order of speed: "
         "the kit's verdict is its test's, the whole suite's the first failure of any. \"Caught by\" is the check "
         "or test that failed first, and the message is its own: where the two sides split; \"the kit alone\" "

@@ -2,7 +2,7 @@
 repository, whose model's proof then runs there: what parity.catalogue runs for every entry.
 
 The proofs, fastest checks first, stopping at the first failure:
-- mnist_net, bn_net, nanogpt, resnet18: `python -m parity examples.<model>.test_proof --accuracy` (the
+- mnist_net, bn_net, nanogpt, resnet18, word_language_model: `python -m parity examples.<model>.test_proof --accuracy` (the
   kit's checks, then the accuracy over seeds; resnet18 has none a CPU can afford): the kit alone;
 - convnet: `pytest -x` over parity_tests (the seed model's own proof: the whole suite), the kit's test
   first (parity_tests/test_kit_convnet.py: the kit's checks on the convnet's port), then the hand-written
@@ -40,7 +40,7 @@ class Entry:
 
     name: str
     category: str
-    model: str  # convnet, mnist_net, bn_net, nanogpt or resnet18
+    model: str  # convnet, mnist_net, bn_net, nanogpt, resnet18 or word_language_model
     file: str
     old: str  # occurs exactly once in the file
     new: str
@@ -56,8 +56,8 @@ class Entry:
         return [(self.file, self.old, self.new), *self.also]
 
 
-MODELS = ("convnet", "mnist_net", "bn_net", "nanogpt", "resnet18")
-ACCURACY = ("mnist_net", "bn_net", "nanogpt")  # examples whose accuracy over seeds a CPU affords (resnet18: 40 min)
+MODELS = ("convnet", "mnist_net", "bn_net", "nanogpt", "resnet18", "word_language_model")
+ACCURACY = ("mnist_net", "bn_net", "nanogpt", "word_language_model")  # examples whose accuracy over seeds a CPU affords (resnet18: 40 min)
 
 
 def proof_command(model: str, accuracy: bool = True, kit_only: bool = False) -> list[str]:
