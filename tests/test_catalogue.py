@@ -141,3 +141,17 @@ def test_proofs_run_side_by_side_and_the_report_keeps_the_entries_order(tmp_path
     assert "3 of 3 bugs caught" in out.read_text() and "2 proofs at a time" in out.read_text()
     with pytest.raises(SystemExit):
         catalogue.main(["--only", names[0], "--jobs", "0", "--out", str(out)])
+
+
+def test_the_report_goes_to_a_folder_that_does_not_exist_yet(tmp_path, monkeypatch):
+    """--out in a folder not yet made: the folder is made and the report written (the first write failed,
+    and the run's other proofs went on for half an hour before the error and the lost report showed)."""
+    from parity import catalogue
+    from parity.mutants import Outcome
+
+    entry = next(e for e in ENTRIES if e.name == "dropout active in eval")
+    monkeypatch.setattr(catalogue, "run",
+                        lambda e, accuracy, timeout, threads: Outcome(e, "dropout", "split", 0.1, "dropout", "split"))
+    out = tmp_path / "not" / "yet" / "catalogue.md"
+    assert catalogue.main(["--only", entry.name, "--model", "mnist_net", "--out", str(out)]) == 0
+    assert "1 of 1 bugs caught" in out.read_text()
