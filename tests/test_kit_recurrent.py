@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import dataclasses
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
 
 from examples.word_language_model import data, jax_model, test_proof, torch_model
-from parity.checks import Proof, check_dropout, check_forward_eval, check_forward_train, first_failure
+from parity import Layout
+from parity.checks import (Proof, check_dropout, check_forward_eval, check_forward_train, check_loss_and_gradients,
+                           first_failure)
 from parity.compare import Split
 from parity.record import Masks, Recorder
 from parity.torch_side import recurrent_dropout_probe, recurrent_layers
@@ -89,7 +90,8 @@ def test_the_correct_port_gets_torchs_masks_between_the_layers(text, monkeypatch
 
     probed = []
     real = parity.checks.recurrent_dropout_probe
-    monkeypatch.setattr(parity.checks, "recurrent_dropout_probe", lambda m, p, n: probed.append(type(m)) or real(m, p, n))
+    monkeypatch.setattr(parity.checks, "recurrent_dropout_probe",
+                        lambda m, p, n: probed.append(type(m)) or real(m, p, n))
     proof = Proof(test_proof.PORT, text)
     assert any(line.startswith("rnn.dropout (train)") for line in check_dropout(proof))
     assert probed == [torch.nn.LSTM]
@@ -109,66 +111,56 @@ def test_no_dropout_between_the_layers_is_named_by_the_dropout_check(text):
         check_dropout(proof_with(text, model))
 
 
-class TensorFlowGates(jax_model.LSTMLayer):
-    """The gates in TensorFlow 1's order (BasicLSTMCell: i, j, f, o, j the candidate), torch's (i, f, g, o)
-    weights read as if so."""
-
-    def __call__(self, x, carry):
-        inputs = self.ih(x)
-
-        def cell(carry, x_t):
-            h, c = carry
-            i, g, f, o = jnp.split(x_t + self.hh(h), 4, axis=-1)
-            c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
-            h = jax.nn.sigmoid(o) * jnp.tanh(c)
-            return (h, c), h
-
-        return jax.lax.scan(cell, carry, inputs)
+def tensorflow_rows(w):
+    """torch's (4h, ...) gate rows i, f, g, o put where a port written from TensorFlow 1's BasicLSTMCell
+    (i, j, f, o, j the candidate) reads them: f's rows as the candidate and g's as the forget gate (its own
+    inverse)."""
+    i, f, g, o = np.split(w, 4)
+    return np.concatenate([i, g, f, o])
 
 
-def test_gates_in_another_order_split_at_the_lstm(text, monkeypatch):
-    monkeypatch.setattr(jax_model, "LSTMLayer", TensorFlowGates)
+def test_gates_in_another_order_split_at_the_lstm(text):
+    weight = Layout("tf1-linear", lambda w: tensorflow_rows(w).T, lambda k: tensorflow_rows(k.T))
+    bias = Layout("tf1-bias", tensorflow_rows, tensorflow_rows)
+    gates = {name: (path, weight if layout == "linear" else bias)
+             for name, (path, layout) in test_proof.LSTM_WEIGHTS.items()}
+    port = dataclasses.replace(test_proof.PORT, weights={**test_proof.PORT.weights, **gates})
     with pytest.raises(Split, match=r"forward in eval mode.*first split at rnn:.*agreeing before it: encoder"):
-        check_forward_eval(proof_with(text, jax_model.model))
+        check_forward_eval(Proof(port, text))
 
 
-def test_dropout_after_the_last_layer_too_is_named(text, monkeypatch):
-    """torch drops every layer's output but the last; a port that drops after the last as well."""
-    def every_layer(self, x, hidden):
+def lstm(carry: str = "h, c", drop: str = "between"):
+    """jax_model.LSTM.__call__ with torch's state read as (h, c) or as Flax's carry (c, h), and the dropout
+    between the layers or after every layer."""
+    def call(self, x, hidden):
         h0, c0 = hidden
         hs, cs = [], []
         for k, layer in enumerate(self.layers):
-            (h, c), x = layer(x, (h0[k], c0[k]))
-            x = self.dropout(x)
+            if drop == "between" and k > 0:
+                x = self.dropout(x)
+            (h, c), x = layer(x, (h0[k], c0[k]) if carry == "h, c" else (c0[k], h0[k]))
+            if drop == "after every layer":
+                x = self.dropout(x)
             hs.append(h)
             cs.append(c)
         return x, (jnp.stack(hs), jnp.stack(cs))
 
-    monkeypatch.setattr(jax_model.LSTM, "__call__", every_layer)
+    return call
+
+
+def test_dropout_after_the_last_layer_too_is_named(text, monkeypatch):
+    """torch drops every layer's output but the last; a port that drops after the last as well."""
+    monkeypatch.setattr(jax_model.LSTM, "__call__", lstm(drop="after every layer"))
     failed = first_failure(proof_with(text, jax_model.model))
     assert failed is not None and failed[0] == "forward_train", failed
     assert "rnn.dropout" in failed[1] and "found no torch mask" in failed[1], failed
-
 
 
 def test_the_state_in_flaxs_carry_order_is_caught_on_the_carried_batch(text, monkeypatch):
     """torch's state is (h, c), Flax's LSTM carry (c, h): a port that reads torch's state in Flax's order
     computes the same from init_hidden's zeros, where every proof batch starts, and passes there; the
     port's edge batch (data.carried: a state as a previous chunk leaves it) names it."""
-    from parity.checks import check_loss_and_gradients
-
-    def flax_order(self, x, hidden):
-        h0, c0 = hidden
-        hs, cs = [], []
-        for k, layer in enumerate(self.layers):
-            if k > 0:
-                x = self.dropout(x)
-            (h, c), x = layer(x, (c0[k], h0[k]))  # the carry read as Flax's (c, h)
-            hs.append(h)
-            cs.append(c)
-        return x, (jnp.stack(hs), jnp.stack(cs))
-
-    monkeypatch.setattr(jax_model.LSTM, "__call__", flax_order)
+    monkeypatch.setattr(jax_model.LSTM, "__call__", lstm(carry="c, h"))
     without = dataclasses.replace(test_proof.PORT, edge_batch=None)
     check_loss_and_gradients(Proof(without, text))
     with pytest.raises(Split, match=r"on the port's edge_batch.*first split at the loss"):
