@@ -47,7 +47,8 @@ class LSTMLayer(nnx.Module):
         self.hh = nnx.Linear(hidden, 4 * hidden, kernel_init=init, bias_init=init, rngs=rngs)
 
     def __call__(self, x, carry):
-        """x (time, batch, in), carry (h, c) each (batch, hidden) -> ((h, c) at the end, outputs (time, batch, hidden))."""
+        """x (time, batch, in), carry (h, c) each (batch, hidden) -> ((h, c) at the end, the outputs (time,
+        batch, hidden))."""
         inputs = self.ih(x)  # every time step's input side at once
 
         def cell(carry, x_t):

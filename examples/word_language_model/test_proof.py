@@ -27,8 +27,9 @@ PORT = Port(
     to_jax_layout=same_layout,
     to_torch_layout=same_layout,
     batch_size=torch_model.BATCH_SIZE,
-    epochs=torch_model.EPOCHS,
-    edge_batch=functools.partial(data.carried, torch_model.NLAYERS, torch_model.NHID),  # a state carried in  # main.py's --epochs: the optimizer's constant rate is probed across all 40
+    epochs=torch_model.EPOCHS,  # main.py's --epochs: the optimizer's constant rate is probed across all 40
+    # a batch that carries a state in, as main.py's every chunk after the first: (h, c) read as (c, h) shows there
+    edge_batch=functools.partial(data.carried, torch_model.NLAYERS, torch_model.NHID),
 )
 
 # the accuracy over seeds: 4 seeds a side, 400 steps of 20 sequences (8,000 windows, 1 epoch), next-character

@@ -44,14 +44,14 @@ def inputs(raw):
     return windows.T.astype("int64"), state
 
 
-def targets(output, labels):
+def targets(labels):
     """get_batch's target: the next tokens, time first, flattened (`.view(-1)`), as the output's rows."""
     return labels.t().reshape(-1)
 
 
 def loss(output, labels):
     log_probs, _ = output
-    return criterion(log_probs, targets(output, labels))
+    return criterion(log_probs, targets(labels))
 
 
 def scores(output):
